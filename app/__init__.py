@@ -1,0 +1,70 @@
+"""Accord: draft, debate and agree a code of practice in the open."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app.config import ROOT, load_config
+from app.db import db
+from app.errors import register_error_handlers
+from app.extensions import babel, csrf, limiter, login_manager, migrate, select_locale, socketio
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the application from the environment, with `test_config` applied last."""
+    app = Flask(__name__, static_folder="../static", static_url_path="/static")
+    app.config.from_mapping(load_config(test_config))
+    if app.config.get("TRUST_PROXY"):
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(app.config.get("MIGRATIONS_DIR", ROOT / "migrations")), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    login_manager.init_app(app)
+    socketio.init_app(
+        app,
+        async_mode="threading",
+        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+        cors_allowed_origins=[],
+    )
+    _configure_login()
+    register_error_handlers(app)
+
+    from app import web
+    from app.accounts.views import bp as accounts_bp
+    from app.api.views import bp as api_bp
+    from app.audit.views import bp as audit_bp
+    from app.drafting.views import bp as drafting_bp
+
+    for blueprint in (accounts_bp, drafting_bp, audit_bp, api_bp):
+        app.register_blueprint(blueprint)
+    csrf.exempt(api_bp)
+    web.init_app(app)
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _configure_login() -> None:
+    from app.accounts.models import User
+
+    login_manager.login_view = "accounts.login"
+    login_manager.session_protection = "strong"
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        # The id carries the session generation, so a password change ends every older session.
+        uid, _, generation = user_id.partition(":")
+        if not uid.isdigit() or not generation.isdigit():
+            return None
+        user = db.session.get(User, int(uid))
+        if user is None or user.session_generation != int(generation):
+            return None
+        return user

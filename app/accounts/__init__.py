@@ -1,0 +1,1 @@
+"""Users, stakeholder categories, working groups, memberships, roles and invitations."""

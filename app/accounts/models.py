@@ -1,0 +1,131 @@
+"""Account, working-group and membership models."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from flask_babel import lazy_gettext as _l
+from flask_login import UserMixin
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, created_at, pk, str_enum
+
+
+class StakeholderCategory(enum.StrEnum):
+    GPAI_PROVIDER = "gpai_provider"
+    DOWNSTREAM_PROVIDER = "downstream_provider"
+    ACADEMIA = "academia"
+    CIVIL_SOCIETY = "civil_society"
+    RIGHTS_HOLDER = "rights_holder"
+    INDUSTRY_ASSOCIATION = "industry_association"
+    INDEPENDENT_EXPERT = "independent_expert"
+    PUBLIC_AUTHORITY = "public_authority"
+    OTHER = "other"
+
+    @property
+    def label(self) -> str:
+        return str(CATEGORY_LABELS[self])
+
+
+CATEGORY_LABELS = {
+    StakeholderCategory.GPAI_PROVIDER: _l("General-purpose AI model provider"),
+    StakeholderCategory.DOWNSTREAM_PROVIDER: _l("Downstream provider"),
+    StakeholderCategory.ACADEMIA: _l("Academia and research"),
+    StakeholderCategory.CIVIL_SOCIETY: _l("Civil society"),
+    StakeholderCategory.RIGHTS_HOLDER: _l("Rights holder"),
+    StakeholderCategory.INDUSTRY_ASSOCIATION: _l("Industry association"),
+    StakeholderCategory.INDEPENDENT_EXPERT: _l("Independent expert"),
+    StakeholderCategory.PUBLIC_AUTHORITY: _l("Public authority or member state"),
+    StakeholderCategory.OTHER: _l("Other"),
+}
+
+
+class Role(enum.StrEnum):
+    CHAIR = "chair"
+    VICE_CHAIR = "vice_chair"
+    EDITOR = "editor"
+    MEMBER = "member"
+    OBSERVER = "observer"
+
+    @property
+    def label(self) -> str:
+        return str(ROLE_LABELS[self])
+
+
+ROLE_LABELS = {
+    Role.CHAIR: _l("Chair"),
+    Role.VICE_CHAIR: _l("Vice-chair"),
+    Role.EDITOR: _l("Editor"),
+    Role.MEMBER: _l("Member"),
+    Role.OBSERVER: _l("Observer"),
+}
+
+
+class User(UserMixin, Base):
+    __tablename__ = "users"
+
+    id: Mapped[pk]
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(120))
+    organisation: Mapped[str | None] = mapped_column(String(200))
+    category: Mapped[StakeholderCategory] = mapped_column(str_enum(StakeholderCategory))
+    transparency_register_id: Mapped[str | None] = mapped_column(String(40))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    locale: Mapped[str | None] = mapped_column(String(10))
+    # Bumped on password change so every other session of this user stops working.
+    session_generation: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[created_at]
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_generation}"
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email}>"
+
+
+class WorkingGroup(Base):
+    __tablename__ = "working_groups"
+
+    id: Mapped[pk]
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[created_at]
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="working_group", cascade="all, delete-orphan")
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "working_group_id"),)
+
+    id: Mapped[pk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    working_group_id: Mapped[int] = mapped_column(ForeignKey("working_groups.id", ondelete="CASCADE"))
+    role: Mapped[Role] = mapped_column(str_enum(Role, 20))
+    created_at: Mapped[created_at]
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+    working_group: Mapped[WorkingGroup] = relationship(back_populates="memberships")
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+
+    id: Mapped[pk]
+    # Only a hash of the token is stored, so a database leak does not hand out memberships.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    working_group_id: Mapped[int] = mapped_column(ForeignKey("working_groups.id", ondelete="CASCADE"))
+    role: Mapped[Role] = mapped_column(str_enum(Role, 20))
+    email: Mapped[str | None] = mapped_column(String(254))
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[created_at]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+    used_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    working_group: Mapped[WorkingGroup] = relationship()

@@ -1,0 +1,1 @@
+"""The JSON API: the same services and visibility rules as the pages."""

@@ -1,0 +1,163 @@
+"""The OpenAPI 3.1 description of /api/v1/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_NOT_FOUND = _json(_ref("Error"), "Not found, or not visible to you (the same answer for both).")
+_SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+_NUMBER = {"name": "number", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+
+
+def openapi_document() -> dict[str, Any]:
+    """Return the OpenAPI document; a test checks it lists every /api/v1/ route."""
+    nullable_time = {"type": ["string", "null"], "format": "date-time"}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Accord API",
+            "version": "1.0.0",
+            "description": "Read codes of practice, their versions, diffs and the publication log. Unpublished "
+            "versions are visible only to members of the code's working group (session cookie).",
+        },
+        "paths": {
+            "/api/v1/codes": {
+                "get": {
+                    "summary": "List the codes you may see",
+                    "operationId": "listCodes",
+                    "responses": {"200": _json({"type": "object", "properties": {"codes": {"type": "array", "items": _ref("Code")}}, "required": ["codes"]}, "Codes")},  # noqa: E501
+                }
+            },
+            "/api/v1/codes/{slug}": {
+                "get": {
+                    "summary": "One code with its visible versions",
+                    "operationId": "getCode",
+                    "parameters": [_SLUG],
+                    "responses": {"200": _json(_ref("Code"), "The code"), "404": _NOT_FOUND},
+                }
+            },
+            "/api/v1/codes/{slug}/versions/{number}": {
+                "get": {
+                    "summary": "One version: Markdown, rendered HTML, table of contents and clauses",
+                    "operationId": "getVersion",
+                    "parameters": [_SLUG, _NUMBER],
+                    "responses": {"200": _json(_ref("VersionFull"), "The version"), "404": _NOT_FOUND},
+                }
+            },
+            "/api/v1/codes/{slug}/versions/{number}/markdown": {
+                "get": {
+                    "summary": "A version's Markdown source",
+                    "operationId": "getVersionMarkdown",
+                    "parameters": [_SLUG, _NUMBER],
+                    "responses": {
+                        "200": {"description": "Markdown", "content": {"text/markdown": {"schema": {"type": "string"}}}},
+                        "404": _NOT_FOUND,
+                    },
+                }
+            },
+            "/api/v1/codes/{slug}/diff": {
+                "get": {
+                    "summary": "Compare two versions clause by clause, with word-level operations",
+                    "operationId": "diffVersions",
+                    "parameters": [
+                        _SLUG,
+                        {"name": "from", "in": "query", "required": True, "schema": {"type": "integer"}},
+                        {"name": "to", "in": "query", "required": True, "schema": {"type": "integer"}},
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Diff"), "The comparison"),
+                        "404": _NOT_FOUND,
+                        "422": _json(_ref("Error"), "Missing or equal version numbers"),
+                    },
+                }
+            },
+            "/api/v1/publication-log": {
+                "get": {
+                    "summary": "The hash-chained publication log, verified on the server",
+                    "operationId": "getPublicationLog",
+                    "responses": {"200": _json(_ref("PublicationLog"), "The log")},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}, "status": {"type": "integer"}},  # noqa: E501
+                    "required": ["error", "message", "status"],
+                },
+                "Version": {
+                    "type": "object",
+                    "properties": {
+                        "number": {"type": "integer"},
+                        "label": {"type": "string"},
+                        "change_summary": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "published_at": nullable_time,
+                        "content_sha256": {"type": "string"},
+                        "word_count": {"type": "integer"},
+                        "url": {"type": "string"},
+                    },
+                    "required": ["number", "label", "created_at", "published_at", "content_sha256", "url"],
+                },
+                "VersionFull": {
+                    "allOf": [
+                        _ref("Version"),
+                        {
+                            "type": "object",
+                            "properties": {
+                                "markdown": {"type": "string"},
+                                "html": {"type": "string"},
+                                "toc": {"type": "array", "items": {"type": "object"}},
+                                "clauses": {"type": "array", "items": {"type": "object"}},
+                            },
+                            "required": ["markdown", "html", "toc", "clauses"],
+                        },
+                    ]
+                },
+                "Code": {
+                    "type": "object",
+                    "properties": {
+                        "slug": {"type": "string"},
+                        "title": {"type": "string"},
+                        "language": {"type": "string"},
+                        "status": {"type": "string", "enum": ["drafting", "consultation", "closed", "final"]},
+                        "summary": {"type": "string"},
+                        "working_group": {"type": "string"},
+                        "url": {"type": "string"},
+                        "versions": {"type": "array", "items": _ref("Version")},
+                    },
+                    "required": ["slug", "title", "language", "status", "versions"],
+                },
+                "Diff": {
+                    "type": "object",
+                    "properties": {
+                        "from": {"type": "integer"},
+                        "to": {"type": "integer"},
+                        "summary": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},  # noqa: E501
+                        "clauses": {"type": "array", "items": {"type": "object"}},
+                    },
+                    "required": ["from", "to", "summary", "clauses"],
+                },
+                "PublicationLog": {
+                    "type": "object",
+                    "properties": {
+                        "verified": {"type": "boolean"},
+                        "problems": {"type": "array", "items": {"type": "string"}},
+                        "algorithm": {"type": "string"},
+                        "entries": {"type": "array", "items": {"type": "object"}},
+                    },
+                    "required": ["verified", "entries"],
+                },
+            }
+        },
+    }

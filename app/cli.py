@@ -1,0 +1,120 @@
+"""Command-line commands: `flask create-admin`, `flask drafts`, `flask demo`, `flask audit`, `flask serve`."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask
+from sqlalchemy import select
+
+from app.accounts import service as accounts
+from app.accounts.models import StakeholderCategory
+from app.audit.service import verify_publication_log
+from app.db import db, in_transaction
+from app.demo import seed_demo_users
+from app.drafting.folders import code_folders, export_code, load_codes, read_folder
+from app.drafting.models import Code
+from app.errors import DomainError
+
+
+def register_cli(app: Flask) -> None:
+    """Attach every command group to the app."""
+
+    @app.cli.command("create-admin")
+    @click.option("--email", prompt=True)
+    @click.option("--name", "display_name", prompt="Display name")
+    @click.option("--password", envvar="ACCORD_ADMIN_PASSWORD", default=None, help="Read from a prompt if not given.")
+    def create_admin(email: str, display_name: str, password: str | None) -> None:
+        """Create a site admin account (or make an existing account an admin)."""
+        if password is None:
+            password = getpass.getpass("Password: ")
+        try:
+            existing = accounts.find_user_by_email(db.session, email)
+            if existing is not None:
+                existing.is_admin = True
+                db.session.commit()
+                click.echo(f"{email} is now a site admin.")
+                return
+            in_transaction(
+                lambda s: accounts.register_user(
+                    s, email=email, password=password, display_name=display_name,
+                    category=StakeholderCategory.OTHER, is_admin=True,
+                )  # fmt: skip
+            )
+        except DomainError as error:
+            raise click.ClickException(error.message) from error
+        click.echo(f"Created site admin {email}.")
+
+    drafts = click.Group("drafts", help="Import and export codes as folders of Markdown.")
+    app.cli.add_command(drafts)
+
+    @drafts.command("load")
+    @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("drafts"))
+    def drafts_load(path: Path) -> None:
+        """Load every code folder under PATH (or PATH itself); existing versions are left as they are."""
+        try:
+            folders = code_folders(path)
+            specs = []
+            with click.progressbar(folders, label="Reading code folders", file=sys.stderr) as bar:
+                for folder in bar:
+                    specs.append(read_folder(folder))
+            report = in_transaction(lambda s: load_codes(s, specs))
+        except DomainError as error:
+            raise click.ClickException(error.message) from error
+        click.echo(
+            f"{len(specs)} code folder(s): {report.codes_created} code(s) and {report.versions_created} version(s) "
+            f"created, {report.versions_published} published, {report.unchanged} already present."
+        )
+
+    @drafts.command("export")
+    @click.argument("slug")
+    @click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+    def drafts_export(slug: str, path: Path) -> None:
+        """Write code SLUG into folder PATH in the format `drafts load` reads."""
+        code = db.session.scalars(select(Code).where(Code.slug == slug)).first()
+        if code is None:
+            raise click.ClickException(f"No code with the short name '{slug}'.")
+        for written in export_code(code, path):
+            click.echo(f"wrote {written}")
+
+    demo = click.Group("demo", help="Demo content for trying Accord out.")
+    app.cli.add_command(demo)
+
+    @demo.command("seed")
+    def demo_seed() -> None:
+        """Create demo accounts for every role (password: accord-demo)."""
+        created = in_transaction(seed_demo_users)
+        click.echo(f"{created} demo account(s) created.")
+
+    audit = click.Group("audit", help="Check the records.")
+    app.cli.add_command(audit)
+
+    @audit.command("verify")
+    def audit_verify() -> None:
+        """Recompute the publication log's hash chain and the published texts; exit 1 on any mismatch."""
+        report = verify_publication_log(db.session)
+        for problem in report.problems:
+            click.echo(f"PROBLEM: {problem}", err=True)
+        if not report.ok:
+            raise SystemExit(1)
+        click.echo(f"Publication log verified: {report.entries} entries, chain intact.")
+
+    @app.cli.command("serve")
+    @click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"))
+    @click.option("--port", default=lambda: int(os.environ.get("PORT", "5000")), type=int)
+    def serve(host: str, port: int) -> None:
+        """Serve the app with Socket.IO on the embedded server (development and single-process use)."""
+        from werkzeug.serving import WSGIRequestHandler
+
+        from app.extensions import socketio
+
+        # Nagle's algorithm plus delayed ACKs adds ~40 ms to each small WebSocket frame.
+        WSGIRequestHandler.disable_nagle_algorithm = True
+        # Flask refuses app.run() from inside its CLI; this command is meant to serve, so allow it.
+        os.environ.pop("FLASK_RUN_FROM_CLI", None)
+        click.echo(f"Accord is serving on http://{host}:{port}")
+        socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, use_reloader=False, log_output=False)

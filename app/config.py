@@ -1,0 +1,58 @@
+"""Settings from the environment, with embedded defaults that need nothing else running."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the configuration: environment variables over defaults, then explicit overrides."""
+    INSTANCE.mkdir(exist_ok=True)
+    database_url = _env("DATABASE_URL", f"sqlite:///{INSTANCE / 'accord.sqlite3'}")
+    if database_url and database_url.startswith("postgres://"):
+        database_url = "postgresql://" + database_url.removeprefix("postgres://")
+    if database_url and database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    config: dict[str, Any] = {
+        "SECRET_KEY": _env("SECRET_KEY") or _dev_secret_key(),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SOCKETIO_MESSAGE_QUEUE": _env("SOCKETIO_MESSAGE_QUEUE"),
+        "SEARCH_INDEX_DIR": _env("SEARCH_INDEX_DIR", str(INSTANCE / "search-index")),
+        # 2 MB of Markdown, plus room for the other form fields around it.
+        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024 + 64 * 1024,
+        "MAX_FORM_MEMORY_SIZE": 2 * 1024 * 1024 + 64 * 1024,
+        "BABEL_DEFAULT_LOCALE": "en",
+        "BABEL_DEFAULT_TIMEZONE": _env("DISPLAY_TIMEZONE", "Europe/Brussels"),
+        "LANGUAGES": {"en": "English", "sv": "Svenska"},
+        "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "10 per minute"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _env("SESSION_COOKIE_SECURE", "0") == "1",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "PUBLIC_BASE_URL": _env("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+    }
+    config.update(overrides or {})
+    return config
+
+
+def _dev_secret_key() -> str:
+    # A random key kept in instance/ so sessions survive restarts of the embedded server.
+    path = INSTANCE / "secret_key"
+    if not path.exists():
+        path.write_text(os.urandom(32).hex())
+        path.chmod(0o600)
+    return path.read_text().strip()

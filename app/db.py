@@ -1,0 +1,127 @@
+"""The typed declarative base, shared column types and the database extension."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import DateTime, Integer, MetaData, event
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, registry
+from sqlalchemy.types import TypeDecorator
+
+# A fixed naming convention keeps Alembic migrations identical on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time as an aware UTC datetime."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Store aware datetimes as UTC and always hand back aware UTC values.
+
+    SQLite has no time zone type, so values read back would otherwise be naive.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+pk = Annotated[int, mapped_column(Integer, primary_key=True)]
+created_at = Annotated[dt.datetime, mapped_column(UTCDateTime(), default=utcnow, nullable=False)]
+
+
+class Base(DeclarativeBase):
+    registry = registry(
+        metadata=MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map={dt.datetime: UTCDateTime()},
+    )
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    # WAL lets readers proceed while one writer commits; foreign keys are off by default in SQLite.
+    module = type(dbapi_connection).__module__
+    if not module.startswith("sqlite3"):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def str_enum(enum_cls: type[enum.StrEnum], length: int = 40) -> SAEnum:
+    """Return a column type storing a StrEnum by its value, as a plain VARCHAR on every database."""
+    return SAEnum(
+        enum_cls,
+        native_enum=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+T = TypeVar("T")
+
+
+def in_transaction(work: Callable[[Session], T], *, attempts: int = 5) -> T:
+    """Run `work` in a transaction and commit it, retrying when a concurrent writer got there first.
+
+    Services flush but never commit. Where two requests race for the same unique value (the next version
+    number, the next publication-log entry), the loser's flush or commit raises IntegrityError, or SQLite
+    reports the database as locked; both are safe to retry from scratch because nothing was committed.
+    `work` must load what it needs by id inside the call, since a rollback expires loaded objects.
+    """
+    session = db.session
+    for attempt in range(1, attempts + 1):
+        try:
+            result = work(session)
+            session.commit()
+            return result
+        except (IntegrityError, OperationalError) as error:
+            session.rollback()
+            if attempt == attempts or not _is_retryable(error):
+                raise
+            time.sleep(0.01 * attempt)
+        except BaseException:
+            session.rollback()
+            raise
+    raise AssertionError("unreachable")
+
+
+def _is_retryable(error: Exception) -> bool:
+    text = str(error).lower()
+    return isinstance(error, IntegrityError) or "locked" in text or "serializ" in text or "deadlock" in text

@@ -1,0 +1,1 @@
+"""Codes, draft versions, clauses, Markdown rendering, version diffs and publication."""

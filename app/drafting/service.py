@@ -1,0 +1,315 @@
+"""Code and version operations: create, edit the working text, cut, publish, read, compare."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from app.accounts.models import User, WorkingGroup
+from app.audit.chain import content_hash
+from app.audit.service import append_publication, record_event
+from app.db import utcnow
+from app.drafting import clauses as clause_parser
+from app.drafting.diffing import ClauseDiff, diff_clauses
+from app.drafting.models import Clause, Code, CodeStatus, Version
+from app.drafting.rendering import render_markdown
+from app.errors import Conflict, NotFound, TooLarge, ValidationFailed
+from app.policy import Action, can, require
+
+MAX_MARKDOWN_BYTES = 2 * 1024 * 1024
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,79}$")
+LANGUAGES = {"en", "sv", "de", "fr", "es", "it", "nl", "pl", "fi", "da"}
+
+
+def _check_markdown(text: str) -> str:
+    if len(text.encode()) > MAX_MARKDOWN_BYTES:
+        raise TooLarge("The text is larger than the 2 MB limit. Shorten it and try again.")
+    return text.replace("\r\n", "\n")
+
+
+def _clauses_of(markdown: str) -> list[clause_parser.Clause]:
+    try:
+        return clause_parser.split_clauses(markdown)
+    except clause_parser.DuplicateKeyError as error:
+        raise ValidationFailed(str(error), field_errors={"text": str(error)}) from error
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def get_code(session: Session, viewer: object, slug: str) -> Code:
+    """Return a code the viewer may see.
+
+    Raises:
+        NotFound: when it does not exist or the viewer may not see it.
+    """
+    code = session.scalars(
+        select(Code).where(Code.slug == slug).options(selectinload(Code.versions), selectinload(Code.working_group))
+    ).first()
+    if code is None:
+        raise NotFound()
+    require(viewer, Action.VIEW_CODE, code)
+    return code
+
+
+def get_version(session: Session, viewer: object, code: Code, number: int) -> Version:
+    """Return a version of a code if the viewer may see it.
+
+    Raises:
+        NotFound: when it does not exist or is unpublished and the viewer is outside the working group.
+    """
+    version = session.scalars(select(Version).where(Version.code_id == code.id, Version.number == number)).first()
+    if version is None:
+        raise NotFound()
+    require(viewer, Action.VIEW_VERSION, version)
+    return version
+
+
+def visible_versions(viewer: object, code: Code) -> list[Version]:
+    """Return the versions of a code the viewer may see, oldest first."""
+    return [version for version in code.versions if can(viewer, Action.VIEW_VERSION, version)]
+
+
+def list_codes(session: Session, viewer: object) -> list[Code]:
+    """Return the codes the viewer may see, by title."""
+    codes = session.scalars(select(Code).options(selectinload(Code.versions)).order_by(Code.title))
+    return [code for code in codes if can(viewer, Action.VIEW_CODE, code)]
+
+
+def latest_visible_version(viewer: object, code: Code) -> Version | None:
+    """Return the newest version the viewer may see."""
+    versions = visible_versions(viewer, code)
+    return versions[-1] if versions else None
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def create_code(
+    session: Session,
+    actor: User | None,
+    *,
+    group: WorkingGroup,
+    slug: str,
+    title: str,
+    language: str,
+    summary: str = "",
+    working_text: str = "",
+    status: CodeStatus | str = CodeStatus.DRAFTING,
+) -> Code:
+    """Create a code owned by a working group (its chairs or site admins; None means the system).
+
+    Raises:
+        Forbidden: unless the actor chairs the group.
+        ValidationFailed: for a bad slug, title, language or status.
+        Conflict: when the slug is taken.
+    """
+    if actor is not None:
+        require(actor, Action.CREATE_CODE, group, reason="Only the working group's chairs create codes.")
+    errors: dict[str, str] = {}
+    if not SLUG.match(slug):
+        errors["slug"] = "Use 2–80 lowercase letters, digits and hyphens, starting with a letter or digit."
+    if not title.strip():
+        errors["title"] = "Enter a title."
+    if language not in LANGUAGES:
+        errors["language"] = "Choose a language from the list."
+    try:
+        status = CodeStatus(status)
+    except ValueError:
+        errors["status"] = "Choose a status from the list."
+    if errors:
+        raise ValidationFailed("Some fields need attention.", field_errors=errors)
+    if session.scalars(select(Code).where(Code.slug == slug)).first():
+        raise Conflict(f"A code with the short name '{slug}' already exists.", field_errors={"slug": "Already taken."})
+    code = Code(
+        slug=slug,
+        title=title.strip(),
+        language=language,
+        summary=summary.strip(),
+        status=CodeStatus(status),
+        working_group=group,
+        working_text=_check_markdown(working_text),
+    )
+    session.add(code)
+    session.flush()
+    record_event(session, actor, "code.created", "code", code.id, slug=slug)
+    return code
+
+
+def set_code_status(session: Session, actor: User, code: Code, status: CodeStatus | str) -> None:
+    """Move a code to another status (drafting, consultation, closed, final).
+
+    Raises:
+        Forbidden: unless the actor chairs the code's working group.
+        ValidationFailed: for an unknown status.
+    """
+    require(actor, Action.EDIT_CODE, code, reason="Only the working group's chairs change a code's status.")
+    try:
+        new = CodeStatus(status)
+    except ValueError as error:
+        raise ValidationFailed("Choose a status from the list.") from error
+    previous, code.status = code.status, new
+    record_event(session, actor, "code.status_set", "code", code.id, status=new.value, previous=previous.value)
+
+
+class WorkingTextConflict(Conflict):
+    """Someone saved the working text since the editor loaded it."""
+
+    def __init__(self, current_revision: int) -> None:
+        super().__init__(
+            "Someone else saved the working text while you were editing. Your text is kept in the form; "
+            "review what changed and save again."
+        )
+        self.current_revision = current_revision
+
+
+def update_working_text(session: Session, actor: User, code: Code, text: str, *, base_revision: int) -> int:
+    """Save a new working text if nobody saved since `base_revision`; return the new revision.
+
+    Raises:
+        Forbidden: unless the actor is an editor, vice-chair or chair of the code's group.
+        TooLarge: over 2 MB.
+        ValidationFailed: when two headings carry the same explicit key.
+        WorkingTextConflict: when the text was saved by someone else since `base_revision`.
+    """
+    require(actor, Action.EDIT_WORKING_TEXT, code, reason="Only the working group's editors and chairs edit the text.")
+    text = _check_markdown(text)
+    _clauses_of(text)
+    if code.working_text == text:
+        return code.working_revision
+    # Compare-and-set in SQL, so two saves racing from the same revision cannot both win.
+    result = session.execute(
+        Code.__table__.update()
+        .where(Code.id == code.id, Code.working_revision == base_revision)
+        .values(working_text=text, working_revision=base_revision + 1, updated_at=utcnow())
+    )
+    if result.rowcount != 1:
+        session.refresh(code)
+        raise WorkingTextConflict(code.working_revision)
+    session.refresh(code)
+    record_event(session, actor, "code.working_text_saved", "code", code.id, revision=base_revision + 1)
+    return base_revision + 1
+
+
+def _build_version(
+    code: Code, markdown: str, *, number: int, label: str, summary: str, author: User | None, created_at: dt.datetime
+) -> Version:
+    parsed = _clauses_of(markdown)
+    rendered = render_markdown(markdown)
+    version = Version(
+        code=code,
+        number=number,
+        label=label.strip() or f"Version {number}",
+        change_summary=summary.strip(),
+        markdown=markdown,
+        content_sha256=content_hash(markdown),
+        html=rendered.html,
+        toc=rendered.toc,
+        word_count=len(markdown.split()),
+        author=author,
+        created_at=created_at,
+    )
+    version.clauses = [
+        Clause(
+            key=c.key,
+            heading=c.heading[:500],
+            level=c.level,
+            ordinal=c.ordinal,
+            markdown=c.markdown,
+            content_sha256=c.content_sha256,
+        )
+        for c in parsed
+    ]
+    return version
+
+
+def next_version_number(session: Session, code: Code) -> int:
+    """Return the number the next version of a code would get."""
+    return (session.scalar(select(func.max(Version.number)).where(Version.code_id == code.id)) or 0) + 1
+
+
+def cut_version(session: Session, actor: User | None, code: Code, *, label: str, summary: str = "",
+                markdown: str | None = None, created_at: dt.datetime | None = None) -> Version:  # fmt: skip
+    """Freeze the working text (or `markdown`, for imports) into the next numbered, immutable version.
+
+    Two concurrent cuts compute the same number; the unique constraint rejects one and the caller's
+    transaction retries it (see `app.db.in_transaction`), so numbers never repeat and no text is lost.
+
+    Raises:
+        Forbidden: unless the actor chairs the code's working group.
+        ValidationFailed: for an empty text or duplicate clause keys.
+    """
+    if actor is not None:
+        require(actor, Action.CUT_VERSION, code, reason="Only the working group's chairs cut versions.")
+    text = _check_markdown(code.working_text if markdown is None else markdown)
+    if not text.strip():
+        raise ValidationFailed("The working text is empty; there is nothing to cut.")
+    number = next_version_number(session, code)
+    version = _build_version(
+        code, text, number=number, label=label, summary=summary, author=actor, created_at=created_at or utcnow()
+    )
+    session.add(version)
+    session.flush()
+    record_event(session, actor, "version.cut", "version", version.id, code=code.slug, number=number)
+    return version
+
+
+def publish_version(session: Session, actor: User | None, version: Version, *, at: dt.datetime | None = None) -> None:
+    """Publish a version and append it to the hash-chained publication log.
+
+    Raises:
+        Forbidden: unless the actor chairs the code's working group.
+        Conflict: when the version is already published.
+    """
+    if actor is not None:
+        require(actor, Action.PUBLISH_VERSION, version, reason="Only the working group's chairs publish versions.")
+    if version.is_published:
+        raise Conflict(f"{version.name} is already published.")
+    when = at or utcnow()
+    version.published_at = when
+    version.published_by_id = actor.id if actor else None
+    append_publication(session, version, when)
+    record_event(session, actor, "version.published", "version", version.id, code=version.code.slug)
+
+
+# --- comparing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    old: Version
+    new: Version
+    clauses: list[ClauseDiff]
+
+    @property
+    def summary(self) -> dict[str, list[ClauseDiff]]:
+        groups: dict[str, list[ClauseDiff]] = {"added": [], "removed": [], "changed": [], "moved": []}
+        for diff in self.clauses:
+            if diff.status in groups:
+                groups[diff.status].append(diff)
+            if diff.moved:
+                groups["moved"].append(diff)
+        return groups
+
+
+def stored_clauses(version: Version) -> list[clause_parser.Clause]:
+    """Return a version's clauses as plain values, in order."""
+    return [clause_parser.Clause(c.key, c.heading, c.level, c.ordinal, c.markdown) for c in version.clauses]
+
+
+def compare_versions(session: Session, viewer: object, code: Code, old_number: int, new_number: int) -> Comparison:
+    """Compare two versions of a code that the viewer may see.
+
+    Raises:
+        NotFound: when either version is missing or hidden from the viewer.
+        ValidationFailed: when both numbers are the same.
+    """
+    if old_number == new_number:
+        raise ValidationFailed("Choose two different versions to compare.")
+    old = get_version(session, viewer, code, old_number)
+    new = get_version(session, viewer, code, new_number)
+    return Comparison(old, new, diff_clauses(stored_clauses(old), stored_clauses(new)))

@@ -1,0 +1,195 @@
+"""Pages for codes and versions: home, code, working text, version, compare, feed."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.accounts.forms import EmptyForm
+from app.accounts.models import User, WorkingGroup
+from app.db import db, in_transaction
+from app.drafting import service
+from app.drafting.diffing import ops_to_html
+from app.drafting.feed import atom_feed
+from app.drafting.rendering import render_cached
+from app.drafting.forms import CodeForm, CutVersionForm, StatusForm, WorkingTextForm
+from app.drafting.models import Code
+from app.errors import DomainError, NotFound, ValidationFailed
+from app.policy import Action, can
+
+bp = Blueprint("drafting", __name__)
+
+
+def _actor(session: Session) -> User:
+    return session.get(User, current_user.id)  # type: ignore[return-value]
+
+
+def _code_in(session: Session, slug: str) -> Code:
+    return service.get_code(session, current_user, slug)
+
+
+@bp.get("/")
+def home() -> str:
+    codes = service.list_codes(db.session, current_user)
+    return render_template("drafting/home.html", codes=codes, latest=service.latest_visible_version)
+
+
+@bp.route("/codes/new", methods=["GET", "POST"])
+@login_required
+def new_code() -> str | Response:
+    form = CodeForm()
+    groups = [g for g in db.session.scalars(select(WorkingGroup)) if can(current_user, Action.CREATE_CODE, g)]
+    if not groups:
+        abort(403)
+    form.working_group.choices = [(g.slug, g.name) for g in groups]
+    if form.validate_on_submit():
+        try:
+            code = in_transaction(
+                lambda s: service.create_code(
+                    s,
+                    _actor(s),
+                    group=s.scalars(select(WorkingGroup).where(WorkingGroup.slug == form.working_group.data)).one(),
+                    slug=form.slug.data or "",
+                    title=form.title.data or "",
+                    language=form.language.data or "",
+                    summary=form.summary.data or "",
+                )
+            )
+        except DomainError as error:
+            for name, message in error.field_errors.items():
+                getattr(form, name).errors = [message]
+            return render_template("drafting/new_code.html", form=form), error.status  # type: ignore[return-value]
+        return redirect(url_for("drafting.working_text", slug=code.slug))
+    return render_template("drafting/new_code.html", form=form), 422 if form.errors else 200  # type: ignore[return-value]
+
+
+@bp.get("/codes/<slug>")
+def code(slug: str) -> str:
+    code = _code_in(db.session, slug)
+    return render_template(
+        "drafting/code.html",
+        code=code,
+        versions=list(reversed(service.visible_versions(current_user, code))),
+        cut_form=CutVersionForm(),
+        status_form=StatusForm(status=code.status.value),
+        empty_form=EmptyForm(),
+    )
+
+
+@bp.route("/codes/<slug>/working", methods=["GET", "POST"])
+@login_required
+def working_text(slug: str) -> str | Response:
+    code = _code_in(db.session, slug)
+    if not can(current_user, Action.VIEW_WORKING_TEXT, code):
+        raise NotFound()
+    form = WorkingTextForm(text=code.working_text, base_revision=str(code.working_revision))
+    status = 200
+    if form.validate_on_submit():
+        try:
+            base = int(form.base_revision.data or "-1")
+            in_transaction(
+                lambda s: service.update_working_text(
+                    s, _actor(s), _code_in(s, slug), form.text.data or "", base_revision=base
+                )
+            )
+        except service.WorkingTextConflict as error:
+            flash(error.message, "error")
+            status = error.status
+            form.base_revision.data = str(error.current_revision)
+        except DomainError as error:
+            form.text.errors = [error.message]
+            status = error.status
+        else:
+            flash(_("The working text is saved."), "success")
+            return redirect(url_for("drafting.working_text", slug=slug))
+        code = _code_in(db.session, slug)
+    preview = render_cached(code.working_text)
+    return render_template(
+        "drafting/working_text.html", code=code, form=form, preview=preview, cut_form=CutVersionForm()
+    ), status  # type: ignore[return-value]
+
+
+@bp.post("/codes/<slug>/versions")
+@login_required
+def cut_version(slug: str) -> Response:
+    form = CutVersionForm()
+    if not form.validate_on_submit():
+        raise ValidationFailed(_("Give the version a label, for example “Second draft”."))
+    version = in_transaction(
+        lambda s: service.cut_version(
+            s, _actor(s), _code_in(s, slug), label=form.label.data or "", summary=form.summary.data or ""
+        )
+    )
+    flash(_("Version %(name)s is cut. It is visible to the working group until you publish it.", name=version.name), "success")
+    return redirect(url_for("drafting.version", slug=slug, number=version.number))
+
+
+@bp.post("/codes/<slug>/status")
+@login_required
+def set_status(slug: str) -> Response:
+    form = StatusForm()
+    if not form.validate_on_submit():
+        raise ValidationFailed(_("Choose a status from the list."))
+    in_transaction(lambda s: service.set_code_status(s, _actor(s), _code_in(s, slug), form.status.data or ""))
+    flash(_("The status is saved."), "success")
+    return redirect(url_for("drafting.code", slug=slug))
+
+
+@bp.get("/codes/<slug>/v<int:number>")
+def version(slug: str, number: int) -> str:
+    code = _code_in(db.session, slug)
+    version = service.get_version(db.session, current_user, code, number)
+    visible = service.visible_versions(current_user, code)
+    previous = next((v for v in reversed(visible) if v.number < number), None)
+    return render_template(
+        "drafting/version.html", code=code, version=version, previous=previous, versions=visible, empty_form=EmptyForm()
+    )
+
+
+@bp.get("/codes/<slug>/v<int:number>.md")
+def version_markdown(slug: str, number: int) -> Response:
+    code = _code_in(db.session, slug)
+    version = service.get_version(db.session, current_user, code, number)
+    return Response(
+        version.markdown,
+        mimetype="text/markdown",
+        headers={"Content-Disposition": f'attachment; filename="{code.slug}-v{number}.md"'},
+    )
+
+
+@bp.post("/codes/<slug>/v<int:number>/publish")
+@login_required
+def publish(slug: str, number: int) -> Response:
+    EmptyForm().validate_on_submit() or abort(400)
+
+    def work(s: Session) -> None:
+        code = _code_in(s, slug)
+        service.publish_version(s, _actor(s), service.get_version(s, current_user, code, number))
+
+    in_transaction(work)
+    flash(_("v%(number)s is published and added to the publication log.", number=number), "success")
+    return redirect(url_for("drafting.version", slug=slug, number=number))
+
+
+@bp.get("/codes/<slug>/compare")
+def compare(slug: str) -> str:
+    code = _code_in(db.session, slug)
+    visible = service.visible_versions(current_user, code)
+    if len(visible) < 2:
+        return render_template("drafting/compare.html", code=code, versions=visible, comparison=None)
+    old = request.args.get("from", type=int) or visible[-2].number
+    new = request.args.get("to", type=int) or visible[-1].number
+    comparison = service.compare_versions(db.session, current_user, code, old, new)
+    return render_template(
+        "drafting/compare.html", code=code, versions=visible, comparison=comparison, ops_to_html=ops_to_html
+    )
+
+
+@bp.get("/codes/<slug>/feed.atom")
+def feed(slug: str) -> Response:
+    code = _code_in(db.session, slug)
+    published = [v for v in code.versions if v.is_published]
+    return Response(atom_feed(code, published), mimetype="application/atom+xml")

@@ -1,0 +1,1 @@
+"""Messages waiting for a mail adapter to send them."""

@@ -1,0 +1,98 @@
+"""Every access decision in one place: `can(user, action, obj)`."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from app.accounts.models import Role, User, WorkingGroup
+from app.drafting.models import Code, Version
+from app.errors import Forbidden, NotFound
+
+
+class Action(enum.StrEnum):
+    CREATE_WORKING_GROUP = "create_working_group"
+    MANAGE_MEMBERS = "manage_members"
+    INVITE = "invite"
+    VIEW_GROUP = "view_group"
+    CREATE_CODE = "create_code"
+    VIEW_CODE = "view_code"
+    EDIT_CODE = "edit_code"
+    VIEW_VERSION = "view_version"
+    VIEW_WORKING_TEXT = "view_working_text"
+    EDIT_WORKING_TEXT = "edit_working_text"
+    CUT_VERSION = "cut_version"
+    PUBLISH_VERSION = "publish_version"
+    VIEW_AUDIT = "view_audit"
+
+
+CHAIRS = frozenset({Role.CHAIR, Role.VICE_CHAIR})
+WRITERS = frozenset({Role.CHAIR, Role.VICE_CHAIR, Role.EDITOR})
+# Observers (member-state and advisory-body representatives) read everything in the group.
+READERS = frozenset(Role)
+
+
+def _user(user: Any) -> User | None:
+    return user if isinstance(user, User) else None
+
+
+def role_in(user: Any, group: WorkingGroup | int) -> Role | None:
+    """Return the user's role in a working group, or None."""
+    account = _user(user)
+    if account is None:
+        return None
+    group_id = group if isinstance(group, int) else group.id
+    for membership in account.memberships:
+        if membership.working_group_id == group_id:
+            return membership.role
+    return None
+
+
+def _group_role(user: Any, obj: Any) -> Role | None:
+    if isinstance(obj, Version):
+        obj = obj.code
+    if isinstance(obj, Code):
+        return role_in(user, obj.working_group_id)
+    if isinstance(obj, WorkingGroup):
+        return role_in(user, obj)
+    return None
+
+
+def can(user: Any, action: Action, obj: Any = None) -> bool:
+    """Tell whether `user` (a User, or anything else for the anonymous public) may do `action` on `obj`."""
+    account = _user(user)
+    if account is not None and account.is_admin:
+        return True
+    role = _group_role(user, obj)
+    match action:
+        case Action.CREATE_WORKING_GROUP | Action.VIEW_AUDIT:
+            return False
+        case Action.MANAGE_MEMBERS | Action.INVITE | Action.CREATE_CODE | Action.EDIT_CODE:
+            return role in CHAIRS
+        case Action.CUT_VERSION | Action.PUBLISH_VERSION:
+            return role in CHAIRS
+        case Action.VIEW_GROUP | Action.VIEW_WORKING_TEXT:
+            return role in READERS
+        case Action.EDIT_WORKING_TEXT:
+            return role in WRITERS
+        case Action.VIEW_VERSION:
+            return bool(obj.is_published) or role in READERS
+        case Action.VIEW_CODE:
+            return role in READERS or any(version.is_published for version in obj.versions)
+    return False
+
+
+def require(user: Any, action: Action, obj: Any = None, *, reason: str = "") -> None:
+    """Raise unless `can(user, action, obj)`.
+
+    Things the user may not even see answer 404, so hidden objects cannot be told from missing ones.
+
+    Raises:
+        NotFound: for view actions the user is not allowed.
+        Forbidden: for other actions, with `reason` as the message.
+    """
+    if can(user, action, obj):
+        return
+    if action in {Action.VIEW_CODE, Action.VIEW_VERSION, Action.VIEW_WORKING_TEXT, Action.VIEW_GROUP}:
+        raise NotFound()
+    raise Forbidden(reason or "You are not allowed to do that.")

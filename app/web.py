@@ -1,0 +1,60 @@
+"""Cross-cutting web concerns: security headers and template helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+from flask_babel import format_datetime, get_locale
+from flask_login import current_user
+
+from app.accounts.models import CATEGORY_LABELS, ROLE_LABELS
+from app.policy import Action, can
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: https:",
+        "connect-src 'self' ws: wss:",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def init_app(app: Flask) -> None:
+    """Register headers and template globals."""
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+    @app.context_processor
+    def template_globals() -> dict[str, Any]:
+        return {
+            "can": lambda action, obj=None: can(current_user, Action(action), obj),
+            "current_locale": str(get_locale() or "en"),
+            "languages": current_app.config["LANGUAGES"],
+            "category_labels": CATEGORY_LABELS,
+            "role_labels": ROLE_LABELS,
+        }
+
+    @app.template_filter("when")
+    def when(value: dt.datetime | None, style: str = "medium") -> str:
+        return format_datetime(value, style) if value else ""
+
+    @app.template_filter("iso")
+    def iso(value: dt.datetime | None) -> str:
+        return value.astimezone(dt.UTC).isoformat(timespec="seconds") if value else ""
