@@ -41,9 +41,13 @@ def register_cli(app: Flask) -> None:
                 return
             in_transaction(
                 lambda s: accounts.register_user(
-                    s, email=email, password=password, display_name=display_name,
-                    category=StakeholderCategory.OTHER, is_admin=True,
-                )  # fmt: skip
+                    s,
+                    email=email,
+                    password=password,
+                    display_name=display_name,
+                    category=StakeholderCategory.OTHER,
+                    is_admin=True,
+                )
             )
         except DomainError as error:
             raise click.ClickException(error.message) from error

@@ -8,17 +8,38 @@ from sqlalchemy.orm import Session
 from app.accounts import service as accounts
 from app.accounts.models import Role, StakeholderCategory, User, WorkingGroup
 
-DEMO_PASSWORD = "accord-demo"
+DEMO_PASSWORD = "accord-demo"  # noqa: S105 - published in the README on purpose
 
 # (email, name, organisation, category, site admin, role in every working group)
 DEMO_USERS: list[tuple[str, str, str, StakeholderCategory, bool, Role | None]] = [
     ("admin@accord.example", "Ada Admin", "Accord secretariat", StakeholderCategory.PUBLIC_AUTHORITY, True, None),
     ("chair@accord.example", "Claire Chair", "Independent", StakeholderCategory.INDEPENDENT_EXPERT, False, Role.CHAIR),
-    ("vicechair@accord.example", "Viktor Vice", "University of Lund", StakeholderCategory.ACADEMIA, False, Role.VICE_CHAIR),  # noqa: E501
+    (
+        "vicechair@accord.example",
+        "Viktor Vice",
+        "University of Lund",
+        StakeholderCategory.ACADEMIA,
+        False,
+        Role.VICE_CHAIR,
+    ),
     ("editor@accord.example", "Elif Editor", "Independent", StakeholderCategory.INDEPENDENT_EXPERT, False, Role.EDITOR),
     ("member@accord.example", "Mats Member", "Open Models Lab", StakeholderCategory.GPAI_PROVIDER, False, Role.MEMBER),
-    ("observer@accord.example", "Olga Observer", "Member State delegation", StakeholderCategory.PUBLIC_AUTHORITY, False, Role.OBSERVER),  # noqa: E501
-    ("stakeholder@accord.example", "Sam Stakeholder", "Digital Rights Now", StakeholderCategory.CIVIL_SOCIETY, False, None),  # noqa: E501
+    (
+        "observer@accord.example",
+        "Olga Observer",
+        "Member State delegation",
+        StakeholderCategory.PUBLIC_AUTHORITY,
+        False,
+        Role.OBSERVER,
+    ),
+    (
+        "stakeholder@accord.example",
+        "Sam Stakeholder",
+        "Digital Rights Now",
+        StakeholderCategory.CIVIL_SOCIETY,
+        False,
+        None,
+    ),
 ]
 
 

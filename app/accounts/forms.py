@@ -56,7 +56,10 @@ class PasswordForm(FlaskForm):
 class WorkingGroupForm(FlaskForm):
     slug = StringField(
         _l("Short name"),
-        validators=[DataRequired(), Regexp(r"^[a-z0-9][a-z0-9-]{1,79}$", message=_l("Use lowercase letters, digits and hyphens."))],
+        validators=[
+            DataRequired(),
+            Regexp(r"^[a-z0-9][a-z0-9-]{1,79}$", message=_l("Use lowercase letters, digits and hyphens.")),
+        ],
     )
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
 

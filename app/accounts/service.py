@@ -153,7 +153,9 @@ def set_role(session: Session, actor: User | None, group: WorkingGroup, user: Us
     try:
         role = Role(role)
     except ValueError as error:
-        raise ValidationFailed(f"'{role}' is not a role; choose chair, vice-chair, editor, member or observer.") from error
+        raise ValidationFailed(
+            f"'{role}' is not a role; choose chair, vice-chair, editor, member or observer."
+        ) from error
     membership = session.scalars(
         select(Membership).where(Membership.user_id == user.id, Membership.working_group_id == group.id)
     ).first()
@@ -194,11 +196,14 @@ def remove_member(session: Session, actor: User, group: WorkingGroup, user: User
 
 
 def _chair_count(session: Session, group: WorkingGroup) -> int:
-    return session.scalar(
-        select(func.count(Membership.id)).where(
-            Membership.working_group_id == group.id, Membership.role == Role.CHAIR
+    return (
+        session.scalar(
+            select(func.count(Membership.id)).where(
+                Membership.working_group_id == group.id, Membership.role == Role.CHAIR
+            )
         )
-    ) or 0
+        or 0
+    )
 
 
 def _token_hash(token: str) -> str:

@@ -232,7 +232,7 @@ def invite(slug: str) -> Response:
     if not form.validate_on_submit():
         flash(_("Choose a role for the invitation."), "error")
         return redirect(url_for("accounts.group", slug=slug))
-    _, token = in_transaction(
+    _invitation, token = in_transaction(
         lambda s: service.create_invitation(
             s,
             s.get(User, current_user.id),

@@ -34,7 +34,16 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "List the codes you may see",
                     "operationId": "listCodes",
-                    "responses": {"200": _json({"type": "object", "properties": {"codes": {"type": "array", "items": _ref("Code")}}, "required": ["codes"]}, "Codes")},  # noqa: E501
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"codes": {"type": "array", "items": _ref("Code")}},
+                                "required": ["codes"],
+                            },
+                            "Codes",
+                        )
+                    },
                 }
             },
             "/api/v1/codes/{slug}": {
@@ -59,7 +68,10 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "getVersionMarkdown",
                     "parameters": [_SLUG, _NUMBER],
                     "responses": {
-                        "200": {"description": "Markdown", "content": {"text/markdown": {"schema": {"type": "string"}}}},
+                        "200": {
+                            "description": "Markdown",
+                            "content": {"text/markdown": {"schema": {"type": "string"}}},
+                        },
                         "404": _NOT_FOUND,
                     },
                 }
@@ -92,7 +104,11 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {
                 "Error": {
                     "type": "object",
-                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}, "status": {"type": "integer"}},  # noqa: E501
+                    "properties": {
+                        "error": {"type": "string"},
+                        "message": {"type": "string"},
+                        "status": {"type": "integer"},
+                    },
                     "required": ["error", "message", "status"],
                 },
                 "Version": {
@@ -143,7 +159,10 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "from": {"type": "integer"},
                         "to": {"type": "integer"},
-                        "summary": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},  # noqa: E501
+                        "summary": {
+                            "type": "object",
+                            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                        },
                         "clauses": {"type": "array", "items": {"type": "object"}},
                     },
                     "required": ["from", "to", "summary", "clauses"],

@@ -113,7 +113,8 @@ def publication_log_json() -> Response:
         {
             "verified": report.ok,
             "problems": report.problems,
-            "algorithm": "sha256 over canonical JSON of seq, code, version, content_sha256, published_at, previous_hash",
+            "algorithm": "sha256 over canonical JSON of seq, code, version, content_sha256, "
+            "published_at, previous_hash",
             "entries": [
                 {
                     "seq": e.seq,

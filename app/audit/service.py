@@ -80,15 +80,11 @@ def verify_publication_log(session: Session) -> ChainReport:
 
     entries = publication_log(session)
     rows = session.execute(
-        select(Code.slug, Version.number, Version.markdown)
-        .join(Version.code)
-        .where(Version.published_at.is_not(None))
+        select(Code.slug, Version.number, Version.markdown).join(Version.code).where(Version.published_at.is_not(None))
     )
     contents = {(slug, number): markdown for slug, number, markdown in rows}
     links = [
-        ChainLink(
-            e.seq, e.code_slug, e.version_number, e.content_sha256, e.published_at, e.previous_hash, e.entry_hash
-        )
+        ChainLink(e.seq, e.code_slug, e.version_number, e.content_sha256, e.published_at, e.previous_hash, e.entry_hash)
         for e in entries
     ]
     return verify_links(links, contents)

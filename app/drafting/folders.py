@@ -48,7 +48,9 @@ def _aware(value: Any, where: str) -> dt.datetime:
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if not isinstance(value, dt.datetime) or value.tzinfo is None:
-        raise ValidationFailed(f"{where}: created_at must be a date and time with a time zone, like 2024-11-14T10:00:00Z.")
+        raise ValidationFailed(
+            f"{where}: created_at must be a date and time with a time zone, like 2024-11-14T10:00:00Z."
+        )
     return value.astimezone(dt.UTC)
 
 

@@ -21,7 +21,10 @@ class CodeForm(FlaskForm):
     title = StringField(_l("Title"), validators=[DataRequired(), Length(max=300)])
     slug = StringField(
         _l("Short name (used in addresses)"),
-        validators=[DataRequired(), Regexp(r"^[a-z0-9][a-z0-9-]{1,79}$", message=_l("Use lowercase letters, digits and hyphens."))],
+        validators=[
+            DataRequired(),
+            Regexp(r"^[a-z0-9][a-z0-9-]{1,79}$", message=_l("Use lowercase letters, digits and hyphens.")),
+        ],
     )
     language = SelectField(_l("Language of the text"), choices=LANGUAGE_CHOICES)
     working_group = SelectField(_l("Working group"), choices=[])

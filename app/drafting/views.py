@@ -14,9 +14,9 @@ from app.db import db, in_transaction
 from app.drafting import service
 from app.drafting.diffing import ops_to_html
 from app.drafting.feed import atom_feed
-from app.drafting.rendering import render_cached
 from app.drafting.forms import CodeForm, CutVersionForm, StatusForm, WorkingTextForm
 from app.drafting.models import Code
+from app.drafting.rendering import render_cached
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.policy import Action, can
 
@@ -123,7 +123,10 @@ def cut_version(slug: str) -> Response:
             s, _actor(s), _code_in(s, slug), label=form.label.data or "", summary=form.summary.data or ""
         )
     )
-    flash(_("Version %(name)s is cut. It is visible to the working group until you publish it.", name=version.name), "success")
+    flash(
+        _("Version %(name)s is cut. It is visible to the working group until you publish it.", name=version.name),
+        "success",
+    )
     return redirect(url_for("drafting.version", slug=slug, number=version.number))
 
 
