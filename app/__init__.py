@@ -28,12 +28,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)
-    socketio.init_app(
-        app,
-        async_mode="threading",
-        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
-        cors_allowed_origins=[],
-    )
+    _init_socketio(app)
     _configure_login()
     register_error_handlers(app)
 
@@ -54,11 +49,34 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def _init_socketio(app: Flask) -> None:
+    from app.collab.engine import MAX_UPDATE_BYTES
+    from app.collab.events import CollabNamespace
+    from app.collab.hub import hub
+    from app.collab.transport import client_manager, serialise_direct_sends
+
+    if not any(isinstance(handler, CollabNamespace) for handler in socketio.namespace_handlers):
+        socketio.on_namespace(CollabNamespace("/collab"))
+    socketio.init_app(
+        app,
+        async_mode="threading",
+        client_manager=client_manager(app.config["SOCKETIO_MESSAGE_QUEUE"]),
+        # An update larger than the cap is refused by the transport before any handler sees it.
+        max_http_buffer_size=MAX_UPDATE_BYTES + 64 * 1024,
+        cors_allowed_origins=app.config.get("SOCKETIO_CORS_ORIGINS"),
+        manage_session=True,
+    )
+    serialise_direct_sends(socketio.server)
+    hub.init_app(app, socketio.emit)
+
+
 def _configure_login() -> None:
     from app.accounts.models import User
 
     login_manager.login_view = "accounts.login"
-    login_manager.session_protection = "strong"
+    # "basic" marks a session from a new address non-fresh instead of ending it: people on mobile networks
+    # change address often, and sessions are rotated at login and ended by a password change anyway.
+    login_manager.session_protection = "basic"
 
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import logging
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -125,3 +126,25 @@ def in_transaction(work: Callable[[Session], T], *, attempts: int = 5) -> T:
 def _is_retryable(error: Exception) -> bool:
     text = str(error).lower()
     return isinstance(error, IntegrityError) or "locked" in text or "serializ" in text or "deadlock" in text
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` once the session's current transaction has committed; never if it rolls back.
+
+    Broadcasts and index updates go here, so a failed request leaves no trace outside the database.
+    """
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop("after_commit", []):
+        try:
+            callback()
+        except Exception:  # the commit stands; a failed side effect must not turn it into an error
+            logging.getLogger(__name__).exception("after-commit callback failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop("after_commit", None)

@@ -33,7 +33,7 @@ class CodeForm(FlaskForm):
 
 class WorkingTextForm(FlaskForm):
     text = TextAreaField(_l("Working text (Markdown)"))
-    base_revision = HiddenField()
+    base_sha256 = HiddenField()
 
 
 class CutVersionForm(FlaskForm):

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session, selectinload
 from app.accounts.models import User, WorkingGroup
 from app.audit.chain import content_hash
 from app.audit.service import append_publication, record_event
+from app.collab import store as collab_store
+from app.collab.service import write_whole_text
 from app.db import utcnow
 from app.drafting import clauses as clause_parser
 from app.drafting.diffing import ClauseDiff, diff_clauses
@@ -157,42 +159,43 @@ def set_code_status(session: Session, actor: User, code: Code, status: CodeStatu
 
 
 class WorkingTextConflict(Conflict):
-    """Someone saved the working text since the editor loaded it."""
+    """The working text changed since the editor loaded the form."""
 
-    def __init__(self, current_revision: int) -> None:
+    def __init__(self, current_text: str) -> None:
         super().__init__(
-            "Someone else saved the working text while you were editing. Your text is kept in the form; "
+            "Someone else changed the working text while you were editing. Your text is kept in the form; "
             "review what changed and save again."
         )
-        self.current_revision = current_revision
+        self.current_text = current_text
 
 
-def update_working_text(session: Session, actor: User, code: Code, text: str, *, base_revision: int) -> int:
-    """Save a new working text if nobody saved since `base_revision`; return the new revision.
+def working_text(session: Session, code: Code) -> str:
+    """Return the working text as it is now, with every acknowledged live edit in it."""
+    return collab_store.current_text(session, code)
+
+
+def update_working_text(session: Session, actor: User, code: Code, text: str, *, base_sha256: str | None) -> bool:
+    """Save a whole new working text (form, API, import) as minimal edits of the live document.
+
+    When `base_sha256` is given it must be the hash of the text the writer started from; a mismatch means
+    someone changed the text meanwhile and nothing is written. Returns whether anything changed.
 
     Raises:
         Forbidden: unless the actor is an editor, vice-chair or chair of the code's group.
         TooLarge: over 2 MB.
         ValidationFailed: when two headings carry the same explicit key.
-        WorkingTextConflict: when the text was saved by someone else since `base_revision`.
+        WorkingTextConflict: when the text changed since `base_sha256`.
     """
     require(actor, Action.EDIT_WORKING_TEXT, code, reason="Only the working group's editors and chairs edit the text.")
     text = _check_markdown(text)
     _clauses_of(text)
-    if code.working_text == text:
-        return code.working_revision
-    # Compare-and-set in SQL, so two saves racing from the same revision cannot both win.
-    result = session.execute(
-        Code.__table__.update()
-        .where(Code.id == code.id, Code.working_revision == base_revision)
-        .values(working_text=text, working_revision=base_revision + 1, updated_at=utcnow())
-    )
-    if result.rowcount != 1:
-        session.refresh(code)
-        raise WorkingTextConflict(code.working_revision)
-    session.refresh(code)
-    record_event(session, actor, "code.working_text_saved", "code", code.id, revision=base_revision + 1)
-    return base_revision + 1
+    current = working_text(session, code)
+    if base_sha256 is not None and content_hash(current) != base_sha256:
+        raise WorkingTextConflict(current)
+    changed = write_whole_text(session, code, text, actor.id)
+    if changed:
+        record_event(session, actor, "code.working_text_saved", "code", code.id, revision=code.working_revision)
+    return changed
 
 
 def _build_version(
@@ -245,7 +248,7 @@ def cut_version(session: Session, actor: User | None, code: Code, *, label: str,
     """
     if actor is not None:
         require(actor, Action.CUT_VERSION, code, reason="Only the working group's chairs cut versions.")
-    text = _check_markdown(code.working_text if markdown is None else markdown)
+    text = _check_markdown(working_text(session, code) if markdown is None else markdown)
     if not text.strip():
         raise ValidationFailed("The working text is empty; there is nothing to cut.")
     number = next_version_number(session, code)

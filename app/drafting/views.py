@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.accounts.forms import EmptyForm
 from app.accounts.models import User, WorkingGroup
+from app.audit.chain import content_hash
 from app.db import db, in_transaction
 from app.drafting import service
 from app.drafting.diffing import ops_to_html
@@ -85,31 +86,48 @@ def working_text(slug: str) -> str | Response:
     code = _code_in(db.session, slug)
     if not can(current_user, Action.VIEW_WORKING_TEXT, code):
         raise NotFound()
-    form = WorkingTextForm(text=code.working_text, base_revision=str(code.working_revision))
+    text = service.working_text(db.session, code)
+    form = WorkingTextForm(text=text, base_sha256=content_hash(text))
     status = 200
     if form.validate_on_submit():
         try:
-            base = int(form.base_revision.data or "-1")
             in_transaction(
                 lambda s: service.update_working_text(
-                    s, _actor(s), _code_in(s, slug), form.text.data or "", base_revision=base
+                    s, _actor(s), _code_in(s, slug), form.text.data or "", base_sha256=form.base_sha256.data or None
                 )
             )
         except service.WorkingTextConflict as error:
             flash(error.message, "error")
             status = error.status
-            form.base_revision.data = str(error.current_revision)
+            text = error.current_text
+            form.base_sha256.data = content_hash(text)
         except DomainError as error:
             form.text.errors = [error.message]
             status = error.status
         else:
             flash(_("The working text is saved."), "success")
             return redirect(url_for("drafting.working_text", slug=slug))
-        code = _code_in(db.session, slug)
-    preview = render_cached(code.working_text)
     return render_template(
-        "drafting/working_text.html", code=code, form=form, preview=preview, cut_form=CutVersionForm()
+        "drafting/working_text.html",
+        code=code,
+        form=form,
+        preview=render_cached(text),
+        cut_form=CutVersionForm(),
+        collab_config={"code": code.id, "can_write": can(current_user, Action.EDIT_WORKING_TEXT, code)},
     ), status  # type: ignore[return-value]
+
+
+@bp.post("/codes/<slug>/preview")
+@login_required
+def preview(slug: str) -> Response:
+    code = _code_in(db.session, slug)
+    if not can(current_user, Action.VIEW_WORKING_TEXT, code):
+        raise NotFound()
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
+        raise ValidationFailed(_('Send the text to preview as JSON: {"text": "…"}.'))
+    rendered = render_cached(payload["text"])
+    return jsonify({"html": rendered.html, "toc": rendered.toc})
 
 
 @bp.post("/codes/<slug>/versions")

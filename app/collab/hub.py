@@ -1,0 +1,345 @@
+"""The process-wide co-editing hub: replicas per code, group-committed update log, coalesced fan-out.
+
+Hot path for one update: check it, apply it to the replica, queue it for the writer, wait for the
+commit, acknowledge. Rendering, stringifying and snapshots happen elsewhere (compaction), because
+pycrdt's `str(text)` grows costly as a text fragments while applying an update stays ~10 µs.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+from pycrdt import Doc, merge_updates
+from sqlalchemy.orm import Session
+
+from app.collab import awareness as awareness_codec
+from app.collab import engine, store
+from app.db import db
+from app.drafting.models import Code
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/collab"
+FRAME_SECONDS = 0.03
+COMPACT_AFTER_UPDATES = 500
+COMPACT_AFTER_SECONDS = 30.0
+WRITE_BATCH = 512
+ACK_TIMEOUT_SECONDS = 15.0
+REDIS_CHANNEL = "accord:collab:updates"
+
+
+def room_name(code_id: int) -> str:
+    return f"code-{code_id}"
+
+
+@dataclass
+class Member:
+    sid: str
+    user_id: int
+    name: str
+    can_write: bool
+    # Awareness client ids this connection announced, with their latest clock, to remove them on leave.
+    clients: dict[int, int] = field(default_factory=dict)
+    last_awareness: bytes | None = None
+
+
+@dataclass
+class Room:
+    code_id: int
+    doc: Doc
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    members: dict[str, Member] = field(default_factory=dict)
+    pending_updates: list[bytes] = field(default_factory=list)
+    pending_awareness: list[bytes] = field(default_factory=list)
+    since_compaction: int = 0
+    last_compaction: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Write:
+    code_id: int
+    user_id: int | None
+    data: bytes
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class CollabHub:
+    """Holds this process's replicas and the threads that persist and fan out their updates."""
+
+    def __init__(self) -> None:
+        self.process_id = uuid.uuid4().bytes
+        self.rooms: dict[int, Room] = {}
+        self._rooms_lock = threading.Lock()
+        self._writes: queue.Queue[_Write | Callable[[Session], None]] = queue.Queue()
+        self._app: Flask | None = None
+        self._emit: Callable[..., Any] | None = None
+        self._redis: Any = None
+        self._started = False
+        self._start_lock = threading.Lock()
+        self.stats = {"updates": 0, "frames": 0, "batches": 0, "compactions": 0}
+
+    # --- life cycle ------------------------------------------------------------------------------
+
+    def init_app(self, app: Flask, emit: Callable[..., Any]) -> None:
+        # A new app (a test, a benchmark) means a new database: replicas of the old one are void.
+        self._app = app
+        self._emit = emit
+        self.rooms.clear()
+        self._redis = None
+        url = app.config.get("SOCKETIO_MESSAGE_QUEUE")
+        if url and url.startswith("redis"):
+            import redis
+
+            self._redis = redis.Redis.from_url(url)
+
+    def _ensure_started(self) -> None:
+        # Threads start on first use, so importing the app (CLI, tests, migrations) starts nothing.
+        if self._started:
+            return
+        with self._start_lock:
+            if self._started:
+                return
+            threading.Thread(target=self._write_loop, name="collab-writer", daemon=True).start()
+            threading.Thread(target=self._frame_loop, name="collab-frames", daemon=True).start()
+            if self._redis is not None:
+                threading.Thread(target=self._replica_feed_loop, name="collab-feed", daemon=True).start()
+            self._started = True
+
+    # --- rooms -----------------------------------------------------------------------------------
+
+    def room(self, session: Session, code: Code) -> Room:
+        """Return the code's room, loading its replica from the database the first time."""
+        self._ensure_started()
+        room = self.rooms.get(code.id)
+        if room is not None:
+            return room
+        with self._rooms_lock:
+            room = self.rooms.get(code.id)
+            if room is None:
+                loaded = store.load(session, code)
+                session.commit()
+                room = Room(code.id, loaded.doc)
+                self.rooms[code.id] = room
+            return room
+
+    def refresh(self, session: Session, room: Room, code: Code) -> None:
+        """Bring the replica up to the log, for anything another process committed before this one listened."""
+        loaded = store.load(session, code)
+        session.commit()
+        with room.lock:
+            missing = loaded.doc.get_update(room.doc.get_state())
+            room.doc.apply_update(missing)
+
+    def join(self, room: Room, member: Member, client_state_vector: bytes | None) -> tuple[bytes, bytes, list[bytes]]:
+        """Add a member; return (update the client misses, server state vector, others' awareness)."""
+        with room.lock:
+            room.members[member.sid] = member
+            missing = room.doc.get_update(client_state_vector) if client_state_vector else room.doc.get_update()
+            state_vector = room.doc.get_state()
+            others = [m.last_awareness for m in room.members.values() if m.last_awareness and m.sid != member.sid]
+        return missing, state_vector, others
+
+    def leave(self, sid: str) -> None:
+        """Remove a connection from every room; announce its cursors gone; compact rooms left empty."""
+        for room in list(self.rooms.values()):
+            with room.lock:
+                member = room.members.pop(sid, None)
+                if member is None:
+                    continue
+                if member.clients:
+                    room.pending_awareness.append(awareness_codec.removal_update(member.clients))
+                empty = not room.members
+            if empty:
+                self._writes.put(self._compaction_task(room.code_id))
+
+    def member(self, code_id: int, sid: str) -> Member | None:
+        room = self.rooms.get(code_id)
+        return room.members.get(sid) if room else None
+
+    # --- updates ---------------------------------------------------------------------------------
+
+    def receive_update(self, room: Room, user_id: int, data: bytes) -> None:
+        """Apply an editor's update, make it durable, and queue it for the others.
+
+        Returns only after the update is committed to the log, so an acknowledgement means durable.
+
+        Raises:
+            engine.InvalidUpdate: when the bytes are not a valid update (nothing is applied or stored).
+            TimeoutError: when the database did not commit in time (the client keeps and resends it).
+        """
+        with room.lock:
+            engine.apply_checked(room.doc, data)
+        write = _Write(room.code_id, user_id, data)
+        self._writes.put(write)
+        if not write.done.wait(ACK_TIMEOUT_SECONDS):
+            raise TimeoutError("The update log did not answer in time.")
+        if write.error is not None:
+            raise write.error
+
+    def publish_committed(self, code_id: int, data: bytes) -> None:
+        """Fan out an update that a whole-text write already committed (form, API, import)."""
+        room = self.rooms.get(code_id)
+        if room is not None:
+            with room.lock:
+                room.doc.apply_update(data)
+                room.pending_updates.append(data)
+        self._feed_replicas(code_id, data)
+
+    def receive_awareness(self, room: Room, sid: str, data: bytes) -> None:
+        """Record and relay a presence update (cursor, name, clause)."""
+        clients = awareness_codec.read_clients(data)
+        with room.lock:
+            member = room.members.get(sid)
+            if member is None:
+                return
+            for client_id, (clock, present) in clients.items():
+                if present:
+                    member.clients[client_id] = clock
+                else:
+                    member.clients.pop(client_id, None)
+            member.last_awareness = data
+            room.pending_awareness.append(data)
+
+    # --- threads ---------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._writes.get()
+            batch = [first]
+            while len(batch) < WRITE_BATCH:
+                try:
+                    batch.append(self._writes.get_nowait())
+                except queue.Empty:
+                    break
+            writes = [item for item in batch if isinstance(item, _Write)]
+            tasks = [item for item in batch if not isinstance(item, _Write)]
+            assert self._app is not None
+            with self._app.app_context():
+                if writes:
+                    self._commit(writes)
+                for task in tasks:
+                    self._run_task(task)
+
+    def _commit(self, writes: list[_Write]) -> None:
+        session = Session(db.engine)
+        try:
+            for write in writes:
+                store.append(session, write.code_id, write.data, write.user_id)
+            session.commit()
+        except Exception as error:
+            session.rollback()
+            log.exception("could not store %d collaborative updates", len(writes))
+            for write in writes:
+                write.error = error
+                write.done.set()
+            return
+        finally:
+            session.close()
+        self.stats["batches"] += 1
+        for write in writes:
+            write.done.set()
+            self.stats["updates"] += 1
+            room = self.rooms.get(write.code_id)
+            if room is not None:
+                with room.lock:
+                    room.pending_updates.append(write.data)
+                    room.since_compaction += 1
+                    due = room.since_compaction >= COMPACT_AFTER_UPDATES or (
+                        time.monotonic() - room.last_compaction > COMPACT_AFTER_SECONDS
+                    )
+                if due:
+                    room.since_compaction = 0
+                    room.last_compaction = time.monotonic()
+                    self._writes.put(self._compaction_task(write.code_id))
+            self._feed_replicas(write.code_id, write.data)
+
+    def _compaction_task(self, code_id: int) -> Callable[[Session], None]:
+        def compact(session: Session) -> None:
+            code = session.get(Code, code_id)
+            if code is not None and store.compact(session, code) is not None:
+                session.commit()
+                self.stats["compactions"] += 1
+            else:
+                session.rollback()
+
+        return compact
+
+    def _run_task(self, task: Callable[[Session], None]) -> None:
+        session = Session(db.engine)
+        try:
+            task(session)
+        except Exception:
+            session.rollback()
+            log.exception("co-editing background task failed")
+        finally:
+            session.close()
+
+    def _frame_loop(self) -> None:
+        # One sender: every update and presence frame leaves from this thread, merged per room.
+        while True:
+            time.sleep(FRAME_SECONDS)
+            for room in list(self.rooms.values()):
+                with room.lock:
+                    updates, room.pending_updates = room.pending_updates, []
+                    presence, room.pending_awareness = room.pending_awareness, []
+                try:
+                    if updates:
+                        frame = updates[0] if len(updates) == 1 else merge_updates(*updates)
+                        self._send("update", {"code": room.code_id, "update": frame}, room.code_id)
+                        self.stats["frames"] += 1
+                    if presence:
+                        self._send("awareness", {"code": room.code_id, "updates": presence}, room.code_id)
+                except Exception:
+                    log.exception("could not send a co-editing frame")
+
+    def _send(self, event: str, payload: dict[str, Any], code_id: int) -> None:
+        assert self._emit is not None
+        self._emit(event, payload, to=room_name(code_id), namespace=NAMESPACE)
+
+    # --- several processes -----------------------------------------------------------------------
+
+    def _feed_replicas(self, code_id: int, data: bytes) -> None:
+        # Fan-out to clients crosses processes through Socket.IO's queue; replicas need their own feed.
+        if self._redis is not None:
+            try:
+                self._redis.publish(REDIS_CHANNEL, self.process_id + code_id.to_bytes(8, "big") + data)
+            except Exception:
+                log.exception("could not feed other processes' replicas")
+
+    def _replica_feed_loop(self) -> None:
+        while True:
+            try:
+                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(REDIS_CHANNEL)
+                for message in pubsub.listen():
+                    payload: bytes = message["data"]
+                    if payload[:16] == self.process_id:
+                        continue
+                    room = self.rooms.get(int.from_bytes(payload[16:24], "big"))
+                    if room is not None:
+                        with room.lock:
+                            room.doc.apply_update(payload[24:])
+            except Exception:
+                log.exception("replica feed lost its Redis connection; reconnecting")
+                time.sleep(1)
+
+    # --- testing and benchmarks ------------------------------------------------------------------
+
+    def replica_text(self, code_id: int) -> str | None:
+        room = self.rooms.get(code_id)
+        if room is None:
+            return None
+        with room.lock:
+            return engine.text_of(room.doc)
+
+
+hub = CollabHub()

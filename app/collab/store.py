@@ -1,0 +1,97 @@
+"""Durable storage of working texts: one snapshot per code plus the update log after it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pycrdt import Doc
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.collab import engine
+from app.collab.models import CollabDocument, CollabUpdate
+from app.db import utcnow
+from app.drafting.models import Code
+
+
+def ensure_document(session: Session, code: Code) -> CollabDocument:
+    """Return the code's CRDT snapshot, creating it from the working text the first time.
+
+    The first state must be created once and shared: two replicas that each inserted the same text
+    independently would merge into the text twice. A savepoint lets a racing creator lose gracefully.
+    """
+    row = session.get(CollabDocument, code.id)
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = CollabDocument(code_id=code.id, state=engine.initial_state(code.working_text), generation=1)
+            session.add(row)
+    except IntegrityError:
+        row = session.get(CollabDocument, code.id)
+        if row is None:
+            raise
+    return row
+
+
+@dataclass(frozen=True)
+class Loaded:
+    doc: Doc
+    generation: int
+    update_ids: list[int]
+
+
+def load(session: Session, code: Code) -> Loaded:
+    """Rebuild the working text's document from its snapshot and every logged update."""
+    row = ensure_document(session, code)
+    updates = session.execute(
+        select(CollabUpdate.id, CollabUpdate.data).where(CollabUpdate.code_id == code.id).order_by(CollabUpdate.id)
+    ).all()
+    doc = engine.doc_from(row.state, (data for _, data in updates))
+    return Loaded(doc, row.generation, [update_id for update_id, _ in updates])
+
+
+def current_text(session: Session, code: Code) -> str:
+    """Return the working text with every acknowledged update in it."""
+    return engine.text_of(load(session, code).doc)
+
+
+def append(session: Session, code_id: int, data: bytes, user_id: int | None) -> None:
+    """Add an update to the log in the caller's transaction."""
+    session.add(CollabUpdate(code_id=code_id, data=data, user_id=user_id))
+
+
+def compact(session: Session, code: Code) -> str | None:
+    """Fold the logged updates into the snapshot and refresh the plain-text copy; return the text.
+
+    Only the updates actually read are deleted, and the snapshot is replaced by compare-and-set on its
+    generation, so an update committed meanwhile, or a concurrent compaction, is never lost. Returns None
+    when another process compacted first (the caller's transaction should then be rolled back).
+    """
+    loaded = load(session, code)
+    text = engine.text_of(loaded.doc)
+    replaced = session.execute(
+        update(CollabDocument)
+        .where(CollabDocument.code_id == code.id, CollabDocument.generation == loaded.generation)
+        .values(state=loaded.doc.get_update(), generation=loaded.generation + 1, compacted_at=utcnow())
+    )
+    if replaced.rowcount != 1:
+        return None
+    if loaded.update_ids:
+        session.execute(delete(CollabUpdate).where(CollabUpdate.id.in_(loaded.update_ids)))
+    if code.working_text != text:
+        code.working_text = text
+        code.working_revision += 1
+    return text
+
+
+def write_text(session: Session, code: Code, new_text: str, user_id: int | None) -> bytes:
+    """Turn a whole-text write into CRDT edits against the current state and log them; return the update."""
+    loaded = load(session, code)
+    data = engine.replace_text(loaded.doc, new_text)
+    if data:
+        append(session, code.id, data, user_id)
+        code.working_text = new_text
+        code.working_revision += 1
+    return data
