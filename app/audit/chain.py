@@ -58,7 +58,9 @@ def verify_links(links: Iterable[ChainLink], contents: dict[tuple[str, int], str
     """
     problems: list[str] = []
     previous, count, expected_seq = GENESIS_HASH, 0, 1
+    seen: set[tuple[str, int]] = set()
     for link in links:
+        seen.add((link.code_slug, link.version_number))
         count += 1
         name = f"entry {link.seq} ({link.code_slug} v{link.version_number})"
         if link.seq != expected_seq:
@@ -83,4 +85,8 @@ def verify_links(links: Iterable[ChainLink], contents: dict[tuple[str, int], str
             elif content_hash(stored) != link.content_sha256:
                 problems.append(f"{name}: the version's text differs from what was published")
         previous = link.entry_hash
+    if contents is not None:
+        # A truncated log would otherwise verify: every published version must have its entry.
+        for slug, number in sorted(contents.keys() - seen):
+            problems.append(f"{slug} v{number}: published, but no publication-log entry records it")
     return ChainReport(ok=not problems, entries=count, problems=problems)

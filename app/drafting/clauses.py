@@ -99,7 +99,10 @@ def headings_from_tokens(tokens: list[Token], *, strict: bool = False) -> list[H
     return headings
 
 
-_parser = MarkdownIt("commonmark")
+# Parse with the renderer's block rules, so a construct is a heading here exactly when it is one there.
+_parser = MarkdownIt("commonmark").enable("table")
+# Lines as markdown-it counts them: only \n, \r\n and \r end a line (str.splitlines also splits on \u2028 …).
+_LINE = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+\Z")
 
 
 def split_clauses(markdown: str, *, strict: bool = True) -> list[Clause]:
@@ -110,12 +113,12 @@ def split_clauses(markdown: str, *, strict: bool = True) -> list[Clause]:
     Raises:
         DuplicateKeyError: when two headings carry the same explicit key.
     """
-    lines = markdown.splitlines(keepends=True)
+    lines = _LINE.findall(markdown)
     headings = headings_from_tokens(_parser.parse(markdown), strict=strict)
     clauses: list[Clause] = []
     first_line = headings[0].line if headings else len(lines)
     intro = "".join(lines[:first_line])
-    if intro.strip():
+    if intro:
         clauses.append(Clause(INTRO_KEY, "", 0, 0, intro))
     for index, heading in enumerate(headings):
         end = headings[index + 1].line if index + 1 < len(headings) else len(lines)

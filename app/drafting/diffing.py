@@ -14,6 +14,7 @@ from app.drafting.clauses import Clause
 
 Op = Literal[-1, 0, 1]
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]", re.UNICODE)
+_WORD = re.compile(r"\w+", re.UNICODE)
 # Private-use and higher planes give enough distinct characters for any realistic vocabulary.
 _FIRST_CHAR = 0xF0000 - 0x10000
 
@@ -28,11 +29,11 @@ class ClauseDiff:
 
     @property
     def inserted_words(self) -> int:
-        return sum(len(_TOKEN.findall(text)) for op, text in self.ops if op == 1 and text.strip())
+        return sum(len(_WORD.findall(text)) for op, text in self.ops if op == 1)
 
     @property
     def deleted_words(self) -> int:
-        return sum(len(_TOKEN.findall(text)) for op, text in self.ops if op == -1 and text.strip())
+        return sum(len(_WORD.findall(text)) for op, text in self.ops if op == -1)
 
 
 def _token_char(index: int) -> str:

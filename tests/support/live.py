@@ -1,0 +1,121 @@
+"""Run real Accord server processes for tests and benchmarks, and log in to them as a browser would."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+FLASK = [sys.executable, "-m", "flask"]
+DEMO_PASSWORD = "accord-demo"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "FLASK_APP": "wsgi:app", "DATABASE_URL": database_url, "SECRET_KEY": "live-test-secret"}
+    env.update(extra)
+    return env
+
+
+def prepare_database(env: dict[str, str]) -> None:
+    """Migrate, load the demo codes and seed the demo accounts, as `make run` does."""
+    for command in (["db", "upgrade"], ["drafts", "load", "drafts"], ["demo", "seed"]):
+        subprocess.run([*FLASK, *command], cwd=ROOT, env=env, check=True, capture_output=True)
+
+
+@dataclass
+class LiveServer:
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [*FLASK, "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early; see {self.log_path}")
+            try:
+                if requests.get(self.url + "/login", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not answer within {timeout} s; see {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no flush, as in a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextmanager
+def live_server(env: dict[str, str], log_path: Path, port: int | None = None) -> Iterator[LiveServer]:
+    server = LiveServer(port or free_port(), env, log_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def login(base_url: str, email: str, password: str = DEMO_PASSWORD) -> requests.Session:
+    """Log in through the real form (with its CSRF token); return the session holding the cookie."""
+    session = requests.Session()
+    page = session.get(base_url + "/login", timeout=10).text
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', page
+    )
+    token = match.group(1) if match else ""
+    response = session.post(
+        base_url + "/login",
+        data={"email": email, "password": password, "csrf_token": token},
+        allow_redirects=False,
+        timeout=10,
+    )
+    if response.status_code != 302:
+        raise RuntimeError(f"login as {email} failed with {response.status_code}")
+    return session
+
+
+def socket_headers(session: requests.Session) -> dict[str, str]:
+    """Headers that carry a logged-in session into a python-socketio client's handshake."""
+    cookie = "; ".join(f"{name}={value}" for name, value in session.cookies.items())
+    return {"Cookie": cookie, "User-Agent": session.headers.get("User-Agent", "accord-tests")}
