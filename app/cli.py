@@ -37,7 +37,7 @@ def register_cli(app: Flask) -> None:
             if existing is not None:
                 existing.is_admin = True
                 db.session.commit()
-                click.echo(f"{email} is now a site admin.")
+                click.echo(f"{email} is now a site admin (the account's password is unchanged).")
                 return
             in_transaction(
                 lambda s: accounts.register_user(

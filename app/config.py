@@ -29,9 +29,10 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "SOCKETIO_MESSAGE_QUEUE": _env("SOCKETIO_MESSAGE_QUEUE"),
         "SEARCH_INDEX_DIR": _env("SEARCH_INDEX_DIR", str(INSTANCE / "search-index")),
-        # 2 MB of Markdown, plus room for the other form fields around it.
-        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024 + 64 * 1024,
-        "MAX_FORM_MEMORY_SIZE": 2 * 1024 * 1024 + 64 * 1024,
+        # The 2 MB limit on Markdown is checked on the decoded text; URL-encoding can make one character
+        # up to 6 bytes on the wire, so the request caps leave room for that.
+        "MAX_CONTENT_LENGTH": 6 * 2 * 1024 * 1024 + 64 * 1024,
+        "MAX_FORM_MEMORY_SIZE": 6 * 2 * 1024 * 1024 + 64 * 1024,
         "BABEL_DEFAULT_LOCALE": "en",
         "BABEL_DEFAULT_TIMEZONE": _env("DISPLAY_TIMEZONE", "Europe/Brussels"),
         "LANGUAGES": {"en": "English", "sv": "Svenska"},

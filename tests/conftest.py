@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, g, request_started
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -109,10 +109,19 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
             "SERVER_NAME": "accord.test",
         }
     )
+
+    def fresh_globals(sender: Flask, **extra: Any) -> None:
+        # The fixture keeps one app context pushed, which Flask reuses for every request; clear `g` per
+        # request as production does, or Flask-Login's and Flask-Babel's caches leak between requests.
+        for name in list(g):
+            g.pop(name, None)
+
+    request_started.connect(fresh_globals, app)
     with app.app_context():
         try:
             yield app
         finally:
+            request_started.disconnect(fresh_globals, app)
             db.session.rollback()
             _empty_all_tables()
             db.session.remove()

@@ -117,7 +117,7 @@ class Invitation(Base):
     __tablename__ = "invitations"
 
     id: Mapped[pk]
-    # Only a hash of the token is stored, so a database leak does not hand out memberships.
+    # The invitation keeps only a hash of its token; the raw link waits in the outbox until it is mailed.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     working_group_id: Mapped[int] = mapped_column(ForeignKey("working_groups.id", ondelete="CASCADE"))
     role: Mapped[Role] = mapped_column(str_enum(Role, 20))

@@ -14,7 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.accounts.models import Invitation, Membership, Role, StakeholderCategory, User, WorkingGroup
 from app.audit.service import record_event
 from app.db import utcnow
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.outbox.service import queue_message
 from app.policy import Action, require
 
@@ -236,6 +236,7 @@ def create_invitation(
     )
     session.add(invitation)
     session.flush()
+    # The link goes to the outbox for a mail adapter to send (which should then clear the payload).
     queue_message(
         session,
         kind="invitation",
@@ -272,6 +273,8 @@ def accept_invitation(session: Session, user: User, token: str) -> Membership:
         NotFound, ValidationFailed: see `find_invitation`.
     """
     invitation = find_invitation(session, token)
+    if invitation.email and invitation.email != user.email:
+        raise Forbidden("This invitation was made for another email address. Log in with that address.")
     if role_in_group(session, user, invitation.working_group) is not None:
         raise Conflict("You are already a member of this working group; the invitation was not used.")
     # A guarded UPDATE makes two simultaneous acceptances of one link count once.

@@ -152,6 +152,7 @@ def set_locale() -> Response:
 @login_required
 def groups() -> str | Response:
     form = WorkingGroupForm()
+    status = 200
     if form.validate_on_submit():
         try:
             group = in_transaction(
@@ -162,13 +163,16 @@ def groups() -> str | Response:
         except DomainError as error:
             _apply_field_errors(form, error)
             flash(error.message, "error")
+            status = error.status
         else:
             return redirect(url_for("accounts.group", slug=group.slug))
+    elif form.errors:
+        status = 422
     if current_user.is_admin:
         listed = list(db.session.scalars(select(WorkingGroup).order_by(WorkingGroup.name)))
     else:
         listed = [m.working_group for m in current_user.memberships]
-    return render_template("accounts/groups.html", groups=listed, form=form)
+    return render_template("accounts/groups.html", groups=listed, form=form), status  # type: ignore[return-value]
 
 
 @bp.get("/groups/<slug>")

@@ -26,8 +26,9 @@ class CodeForm(FlaskForm):
             Regexp(r"^[a-z0-9][a-z0-9-]{1,79}$", message=_l("Use lowercase letters, digits and hyphens.")),
         ],
     )
-    language = SelectField(_l("Language of the text"), choices=LANGUAGE_CHOICES)
-    working_group = SelectField(_l("Working group"), choices=[])
+    language = SelectField(_l("Language of the text"), choices=lambda: LANGUAGE_CHOICES)
+    # Filled per request with the groups the user may create codes in.
+    working_group = SelectField(_l("Working group"), choices=lambda: [])
     summary = TextAreaField(_l("Summary"), validators=[Optional(), Length(max=2000)])
 
 

@@ -28,9 +28,11 @@ LANGUAGES = {"en", "sv", "de", "fr", "es", "it", "nl", "pl", "fi", "da"}
 
 
 def _check_markdown(text: str) -> str:
+    # Browsers send textarea line breaks as CRLF; measure the text as it will be stored.
+    text = text.replace("\r\n", "\n")
     if len(text.encode()) > MAX_MARKDOWN_BYTES:
         raise TooLarge("The text is larger than the 2 MB limit. Shorten it and try again.")
-    return text.replace("\r\n", "\n")
+    return text
 
 
 def _clauses_of(markdown: str) -> list[clause_parser.Clause]:
@@ -251,6 +253,9 @@ def cut_version(session: Session, actor: User | None, code: Code, *, label: str,
     text = _check_markdown(working_text(session, code) if markdown is None else markdown)
     if not text.strip():
         raise ValidationFailed("The working text is empty; there is nothing to cut.")
+    # Lock the code row (PostgreSQL) so concurrent cuts queue instead of colliding on the number; on
+    # SQLite writers are serialised anyway and in_transaction() retries the rare collision.
+    session.execute(select(Code.id).where(Code.id == code.id).with_for_update())
     number = next_version_number(session, code)
     version = _build_version(
         code, text, number=number, label=label, summary=summary, author=actor, created_at=created_at or utcnow()

@@ -199,10 +199,14 @@ def publish(slug: str, number: int) -> Response:
 def compare(slug: str) -> str:
     code = _code_in(db.session, slug)
     visible = service.visible_versions(current_user, code)
-    if len(visible) < 2:
+    old, new = request.args.get("from", type=int), request.args.get("to", type=int)
+    if old is None and new is None and len(visible) < 2:
         return render_template("drafting/compare.html", code=code, versions=visible, comparison=None)
-    old = request.args.get("from", type=int) or visible[-2].number
-    new = request.args.get("to", type=int) or visible[-1].number
+    # Asked-for versions always go through the service: hidden ones answer 404 like missing ones.
+    default_old = visible[-2].number if len(visible) >= 2 else 0
+    default_new = visible[-1].number if visible else 0
+    old = default_old if old is None else old
+    new = default_new if new is None else new
     comparison = service.compare_versions(db.session, current_user, code, old, new)
     return render_template(
         "drafting/compare.html", code=code, versions=visible, comparison=comparison, ops_to_html=ops_to_html
