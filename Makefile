@@ -29,7 +29,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 ASSET_SOURCES := $(wildcard static/src/*.js)
 
 static/dist/.built: node_modules/.package-lock.json $(ASSET_SOURCES)
-	node_modules/.bin/esbuild static/src/main.js static/src/editor.js --bundle --format=esm --minify --sourcemap --outdir=static/dist --log-level=warning
+	node_modules/.bin/esbuild static/src/main.js static/src/editor.js static/src/comments.js --bundle --format=esm --minify --sourcemap --outdir=static/dist --log-level=warning
 	touch $@
 
 assets: static/dist/.built

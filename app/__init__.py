@@ -36,10 +36,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.accounts.views import bp as accounts_bp
     from app.api.views import bp as api_bp
     from app.audit.views import bp as audit_bp
+    from app.comments import intake
+    from app.comments.views import bp as comments_bp
     from app.drafting.views import bp as drafting_bp
 
-    for blueprint in (accounts_bp, drafting_bp, audit_bp, api_bp):
+    for blueprint in (accounts_bp, drafting_bp, comments_bp, audit_bp, api_bp):
         app.register_blueprint(blueprint)
+    intake.configure(int(app.config["INTAKE_CONCURRENCY"]))
     csrf.exempt(api_bp)
     web.init_app(app)
 

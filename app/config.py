@@ -44,6 +44,8 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": _env("SESSION_COOKIE_SECURE", "0") == "1",
         "REMEMBER_COOKIE_HTTPONLY": True,
         "WTF_CSRF_TIME_LIMIT": None,
+        # Comment submissions handled at once; beyond that, callers get 503 with Retry-After.
+        "INTAKE_CONCURRENCY": int(_env("INTAKE_CONCURRENCY", "32") or 32),
         "PUBLIC_BASE_URL": _env("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
     }
     config.update(overrides or {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -98,7 +99,7 @@ def str_enum(enum_cls: type[enum.StrEnum], length: int = 40) -> SAEnum:
 T = TypeVar("T")
 
 
-def in_transaction(work: Callable[[Session], T], *, attempts: int = 5) -> T:
+def in_transaction(work: Callable[[Session], T], *, attempts: int = 10) -> T:
     """Run `work` in a transaction and commit it, retrying when a concurrent writer got there first.
 
     Services flush but never commit. Where two requests race for the same unique value (the next version
@@ -116,7 +117,8 @@ def in_transaction(work: Callable[[Session], T], *, attempts: int = 5) -> T:
             session.rollback()
             if attempt == attempts or not _is_retryable(error):
                 raise
-            time.sleep(0.01 * attempt)
+            # Jitter, so that racers that collided once do not collide again in lockstep.
+            time.sleep(random.uniform(0, 0.02 * attempt))
         except BaseException:
             session.rollback()
             raise

@@ -32,6 +32,10 @@ class Forbidden(DomainError):
     status = 403
 
 
+class Unauthorized(DomainError):
+    status = 401
+
+
 class Conflict(DomainError):
     status = 409
 
@@ -42,6 +46,16 @@ class ValidationFailed(DomainError):
 
 class TooLarge(DomainError):
     status = 413
+
+
+class Unavailable(DomainError):
+    """Overloaded: the client should retry after `retry_after` seconds."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def wants_json() -> bool:
@@ -66,9 +80,11 @@ def _respond(status: int, title: str, message: str, extra: dict[str, Any] | None
 def _http_texts() -> dict[int, tuple[str, str]]:
     return {
         400: (_("Bad request"), _("The request could not be understood.")),
+        401: (_("Log in required"), _("Log in to do that.")),
         403: (_("Forbidden"), _("You are not allowed to do that.")),
         404: (_("Not found"), _("Page not found.")),
         405: (_("Method not allowed"), _("That action is not available at this address.")),
+        415: (_("Unsupported media type"), _("Send the request body as JSON (Content-Type: application/json).")),
         409: (_("Conflict"), _("The request conflicts with the current state.")),
         413: (_("Too large"), _("The request is larger than the 2 MB limit. Shorten the text and try again.")),
         422: (_("Invalid input"), _("Some of the input is not valid.")),
@@ -87,7 +103,10 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, NotFound):
             return _respond(404, title, _http_texts()[404][1])
         extra = {"fields": error.field_errors} if error.field_errors else None
-        return _respond(error.status, title, error.message, extra)
+        response = _respond(error.status, title, error.message, extra)
+        if isinstance(error, Unavailable):
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException) -> Response:

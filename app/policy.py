@@ -24,6 +24,9 @@ class Action(enum.StrEnum):
     CUT_VERSION = "cut_version"
     PUBLISH_VERSION = "publish_version"
     VIEW_AUDIT = "view_audit"
+    COMMENT = "comment"
+    VIEW_GROUP_COMMENTS = "view_group_comments"
+    MANAGE_CONSULTATION = "manage_consultation"
 
 
 CHAIRS = frozenset({Role.CHAIR, Role.VICE_CHAIR})
@@ -67,12 +70,15 @@ def can(user: Any, action: Action, obj: Any = None) -> bool:
     match action:
         case Action.CREATE_WORKING_GROUP | Action.VIEW_AUDIT:
             return False
-        case Action.MANAGE_MEMBERS | Action.INVITE | Action.CREATE_CODE | Action.EDIT_CODE:
+        case Action.MANAGE_MEMBERS | Action.INVITE | Action.CREATE_CODE | Action.EDIT_CODE | Action.MANAGE_CONSULTATION:
             return role in CHAIRS
         case Action.CUT_VERSION | Action.PUBLISH_VERSION:
             return role in CHAIRS
-        case Action.VIEW_GROUP | Action.VIEW_WORKING_TEXT:
+        case Action.VIEW_GROUP | Action.VIEW_WORKING_TEXT | Action.VIEW_GROUP_COMMENTS:
             return role in READERS
+        case Action.COMMENT:
+            # Any registered person who can read the version may comment, except observers, who write nothing.
+            return account is not None and role != Role.OBSERVER and (bool(obj.is_published) or role in READERS)
         case Action.EDIT_WORKING_TEXT:
             return role in WRITERS
         case Action.VIEW_VERSION:
@@ -93,6 +99,12 @@ def require(user: Any, action: Action, obj: Any = None, *, reason: str = "") -> 
     """
     if can(user, action, obj):
         return
-    if action in {Action.VIEW_CODE, Action.VIEW_VERSION, Action.VIEW_WORKING_TEXT, Action.VIEW_GROUP}:
+    if action in {
+        Action.VIEW_CODE,
+        Action.VIEW_VERSION,
+        Action.VIEW_WORKING_TEXT,
+        Action.VIEW_GROUP,
+        Action.VIEW_GROUP_COMMENTS,
+    }:
         raise NotFound()
     raise Forbidden(reason or "You are not allowed to do that.")

@@ -10,6 +10,7 @@ from flask_babel import format_datetime, get_locale
 from flask_login import current_user
 
 from app.accounts.models import CATEGORY_LABELS, ROLE_LABELS
+from app.drafting.diffing import ops_to_html, word_diff
 from app.policy import Action, can
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -41,9 +42,17 @@ def init_app(app: Flask) -> None:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         return response
 
+    # Globals rather than context: imported macros see globals but not the request context.
+    app.jinja_env.globals.update(word_diff=word_diff, ops_to_html=ops_to_html)
+
     @app.context_processor
     def template_globals() -> dict[str, Any]:
+        from app.comments.service import unread_count
+        from app.db import db
+
+        unread = unread_count(db.session, current_user) if current_user.is_authenticated else 0
         return {
+            "unread_notifications": unread,
             "can": lambda action, obj=None: can(current_user, Action(action), obj),
             "current_locale": str(get_locale() or "en"),
             "languages": current_app.config["LANGUAGES"],

@@ -92,6 +92,11 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # Batch migrations recreate tables; with foreign keys enforced, dropping a referenced table fails.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            # End the transaction the PRAGMA began, so that Alembic commits its own.
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

@@ -92,6 +92,76 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/codes/{slug}/versions/{number}/comments": {
+                "get": {
+                    "summary": "Comment threads on a version that you may see",
+                    "operationId": "listComments",
+                    "parameters": [_SLUG, _NUMBER],
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"comments": {"type": "array", "items": _ref("Comment")}}},
+                            "Threads, oldest first",
+                        ),
+                        "404": _NOT_FOUND,
+                    },
+                },
+                "post": {
+                    "summary": "Submit a comment or reply (idempotent: repeat with the same Idempotency-Key)",
+                    "operationId": "submitComment",
+                    "parameters": [
+                        _SLUG,
+                        _NUMBER,
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": True,
+                            "description": "8–100 characters; a retry with the same key returns the same receipt",
+                            "schema": {"type": "string", "minLength": 8, "maxLength": 100},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("CommentSubmission")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("ReceiptAnswer"), "Stored; the receipt says what was stored"),
+                        "200": _json(_ref("ReceiptAnswer"), "A retry: the receipt of the comment already stored"),
+                        "401": _json(_ref("Error"), "Not logged in"),
+                        "403": _json(_ref("Error"), "The consultation is not open, or you may not comment"),
+                        "404": _NOT_FOUND,
+                        "415": _json(_ref("Error"), "The body is not JSON"),
+                        "422": _json(_ref("Error"), "Invalid fields, or the key was used for a different comment"),
+                        "503": _json(_ref("Error"), "Busy: retry after the Retry-After header, with the same key"),
+                    },
+                },
+            },
+            "/api/v1/comments/{comment_id}": {
+                "get": {
+                    "summary": "One comment thread",
+                    "operationId": "getCommentThread",
+                    "parameters": [
+                        {"name": "comment_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+                    ],
+                    "responses": {"200": _json(_ref("Comment"), "The thread"), "404": _NOT_FOUND},
+                }
+            },
+            "/api/v1/codes/{slug}/versions/{number}/dispositions": {
+                "get": {
+                    "summary": "The comment-resolution matrix: every visible comment with its disposition",
+                    "operationId": "getDispositions",
+                    "parameters": [_SLUG, _NUMBER],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"comments": {"type": "array", "items": {"type": "object"}}},
+                            },
+                            "Rows of the matrix",
+                        ),
+                        "404": _NOT_FOUND,
+                    },
+                }
+            },
             "/api/v1/publication-log": {
                 "get": {
                     "summary": "The hash-chained publication log, verified on the server",
@@ -166,6 +236,55 @@ def openapi_document() -> dict[str, Any]:
                         "clauses": {"type": "array", "items": {"type": "object"}},
                     },
                     "required": ["from", "to", "summary", "clauses"],
+                },
+                "CommentSubmission": {
+                    "type": "object",
+                    "properties": {
+                        "clause": {"type": "string"},
+                        "body": {"type": "string", "maxLength": 20000},
+                        "start": {"type": ["integer", "null"]},
+                        "end": {"type": ["integer", "null"]},
+                        "quote": {"type": ["string", "null"]},
+                        "proposed_text": {"type": ["string", "null"]},
+                        "type": {"type": "string", "enum": ["general", "technical", "editorial"]},
+                        "visibility": {"type": "string", "enum": ["public", "group"]},
+                        "parent_id": {"type": ["integer", "null"]},
+                        "idempotency_key": {"type": "string"},
+                    },
+                    "required": ["clause", "body"],
+                },
+                "Comment": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "clause": {"type": "string"},
+                        "quote": {"type": "string"},
+                        "body": {"type": "string"},
+                        "proposed_text": {"type": ["string", "null"]},
+                        "type": {"type": "string"},
+                        "visibility": {"type": "string"},
+                        "author_category": {"type": "string"},
+                        "disposition": {"type": ["string", "null"]},
+                        "replies": {"type": "array", "items": {"type": "object"}},
+                    },
+                    "required": ["id", "clause", "body"],
+                },
+                "ReceiptAnswer": {
+                    "type": "object",
+                    "properties": {
+                        "receipt": {
+                            "type": "object",
+                            "properties": {
+                                "comment_id": {"type": "integer"},
+                                "received_at": {"type": "string", "format": "date-time"},
+                                "sha256": {"type": "string"},
+                                "replayed": {"type": "boolean"},
+                            },
+                            "required": ["comment_id", "received_at", "sha256", "replayed"],
+                        },
+                        "comment": _ref("Comment"),
+                    },
+                    "required": ["receipt", "comment"],
                 },
                 "PublicationLog": {
                     "type": "object",

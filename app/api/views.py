@@ -6,13 +6,17 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 from flask_login import current_user
+from werkzeug.exceptions import UnsupportedMediaType
 
 from app.api.openapi import openapi_document
 from app.audit.service import publication_log, verify_publication_log
+from app.comments import service as comments
+from app.comments.models import Comment
+from app.comments.views import submit
 from app.db import db
 from app.drafting import service
 from app.drafting.models import Code, Version
-from app.errors import ValidationFailed
+from app.errors import Unauthorized, ValidationFailed
 
 bp = Blueprint("api", __name__)
 
@@ -104,6 +108,99 @@ def diff(slug: str) -> Response:
             ],
         }
     )
+
+
+def _comment_json(comment: Comment, *, with_replies: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": comment.id,
+        "code": comment.code.slug,
+        "version": comment.version.number,
+        "clause": comment.clause_key,
+        "parent_id": comment.parent_id,
+        "quote": comment.quote,
+        "start": comment.start,
+        "end": comment.end,
+        "body": comment.body,
+        "proposed_text": comment.proposed_text,
+        "type": comment.type.value,
+        "visibility": comment.visibility.value,
+        "author": comment.author.display_name if comment.author else None,
+        "author_category": comment.author_category.value,
+        "author_organisation": comment.author_organisation,
+        "received_at": comment.created_at.isoformat(),
+        "edited_at": comment.edited_at.isoformat() if comment.edited_at else None,
+        "disposition": comment.disposition.value if comment.disposition else None,
+        "response": comment.disposition_response,
+        "addressed_in": comment.addressed_in.number if comment.addressed_in else None,
+        "applied_in": comment.applied_in.number if comment.applied_in else None,
+    }
+    if with_replies:
+        data["replies"] = [
+            _comment_json(reply)
+            for reply in comment.replies
+            if not reply.is_withdrawn and comments.can_see_comment(current_user, reply)
+        ]
+    return data
+
+
+def _versioned(slug: str, number: int) -> Version:
+    code = service.get_code(db.session, current_user, slug)
+    return service.get_version(db.session, current_user, code, number)
+
+
+@bp.post("/api/v1/codes/<slug>/versions/<int:number>/comments")
+def submit_comment(slug: str, number: int) -> tuple[Response, int]:
+    if not current_user.is_authenticated:
+        raise Unauthorized("Log in to comment; the API uses the same session cookie as the pages.")
+    # Requiring JSON keeps cross-site forms out: a browser cannot send it cross-origin without CORS consent.
+    if not request.is_json:
+        raise UnsupportedMediaType()
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise ValidationFailed("Send a JSON object.")
+    key = request.headers.get("Idempotency-Key") or payload.get("idempotency_key") or ""
+
+    def field(name: str, kind: type, default: Any = None) -> Any:
+        value = payload.get(name, default)
+        if value is not None and not isinstance(value, kind):
+            raise ValidationFailed(f"'{name}' must be a {kind.__name__}.", field_errors={name: "Wrong type."})
+        return value
+
+    submission = comments.Submission(
+        clause_key=field("clause", str, ""),
+        body=field("body", str, ""),
+        idempotency_key=str(key),
+        start=field("start", int),
+        end=field("end", int),
+        quote=field("quote", str),
+        proposed_text=field("proposed_text", str),
+        type=field("type", str, "general"),
+        visibility=field("visibility", str, "public"),
+        parent_id=field("parent_id", int),
+    )
+    receipt = submit(slug, number, submission)
+    comment = db.session.get(Comment, receipt.comment_id)
+    body = {"receipt": receipt.as_json(), "comment": _comment_json(comment)}  # type: ignore[arg-type]
+    return jsonify(body), 200 if receipt.replayed else 201
+
+
+@bp.get("/api/v1/codes/<slug>/versions/<int:number>/comments")
+def list_comments(slug: str, number: int) -> Response:
+    version = _versioned(slug, number)
+    threads = comments.list_comments(db.session, current_user, version, threads=True)
+    return jsonify({"comments": [_comment_json(c, with_replies=True) for c in threads]})
+
+
+@bp.get("/api/v1/comments/<int:comment_id>")
+def comment_thread(comment_id: int) -> Response:
+    comment = comments.get_comment(db.session, current_user, comment_id)
+    return jsonify(_comment_json(comment.parent or comment, with_replies=True))
+
+
+@bp.get("/api/v1/codes/<slug>/versions/<int:number>/dispositions")
+def dispositions(slug: str, number: int) -> Response:
+    version = _versioned(slug, number)
+    return jsonify({"comments": comments.resolution_matrix(db.session, current_user, version)})
 
 
 @bp.get("/api/v1/publication-log")

@@ -42,6 +42,7 @@ class CodeSpec:
     group_slug: str
     group_name: str
     versions: list[VersionSpec]
+    consultation: tuple[dt.datetime, dt.datetime] | None = None
 
 
 def _aware(value: Any, where: str) -> dt.datetime:
@@ -91,6 +92,14 @@ def read_folder(folder: Path) -> CodeSpec:
             group_slug=meta["working_group"]["slug"],
             group_name=meta["working_group"]["name"],
             versions=versions,
+            consultation=(
+                (
+                    _aware(meta["consultation"]["opens_at"], str(meta_path)),
+                    _aware(meta["consultation"]["closes_at"], str(meta_path)),
+                )
+                if "consultation" in meta
+                else None
+            ),
         )
     except (KeyError, TypeError, tomllib.TOMLDecodeError, FileNotFoundError) as error:
         raise ValidationFailed(f"{meta_path}: {error}") from error
@@ -134,6 +143,8 @@ def load_codes(session: Session, specs: list[CodeSpec]) -> LoadReport:
                 summary=spec.summary, status=spec.status,
                 working_text=spec.versions[-1].markdown if spec.versions else "",
             )  # fmt: skip
+            if spec.consultation:
+                code.consultation_opens_at, code.consultation_closes_at = spec.consultation
             report.codes_created += 1
         stored = {v.number: v for v in code.versions}
         for version_spec in spec.versions:
@@ -187,6 +198,11 @@ def export_code(code: Code, folder: Path) -> list[Path]:
         "working_group": {"slug": code.working_group.slug, "name": code.working_group.name},
         "versions": versions,
     }
+    if code.consultation_opens_at and code.consultation_closes_at:
+        meta["consultation"] = {
+            "opens_at": code.consultation_opens_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "closes_at": code.consultation_closes_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
     (folder / METADATA_FILE).write_text(tomli_w.dumps(meta), encoding="utf-8")
     written.append(folder / METADATA_FILE)
     return written

@@ -48,10 +48,18 @@ class Code(Base):
     working_text: Mapped[str] = mapped_column(Text, default="")
     # Incremented on every save of the working text; a form sends the revision it started from.
     working_revision: Mapped[int] = mapped_column(default=0)
+    # The consultation window, set by a chair; comments are accepted only inside it (server time).
+    consultation_opens_at: Mapped[dt.datetime | None]
+    consultation_closes_at: Mapped[dt.datetime | None]
     created_at: Mapped[created_at]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     working_group: Mapped[WorkingGroup] = relationship()
+
+    def consultation_open(self, now: dt.datetime) -> bool:
+        opens, closes = self.consultation_opens_at, self.consultation_closes_at
+        return opens is not None and closes is not None and opens <= now < closes
+
     versions: Mapped[list[Version]] = relationship(
         back_populates="code", order_by="Version.number", cascade="all, delete-orphan"
     )
@@ -88,6 +96,9 @@ class Version(Base):
     @property
     def is_published(self) -> bool:
         return self.published_at is not None
+
+    def clause(self, key: str) -> Clause | None:
+        return next((clause for clause in self.clauses if clause.key == key), None)
 
     @property
     def name(self) -> str:

@@ -14,6 +14,7 @@ from app.audit.chain import content_hash
 from app.audit.service import append_publication, record_event
 from app.collab import store as collab_store
 from app.collab.service import write_whole_text
+from app.comments.service import notify_new_version, reanchor_comments
 from app.db import utcnow
 from app.drafting import clauses as clause_parser
 from app.drafting.diffing import ClauseDiff, diff_clauses
@@ -263,6 +264,9 @@ def cut_version(session: Session, actor: User | None, code: Code, *, label: str,
     session.add(version)
     session.flush()
     record_event(session, actor, "version.cut", "version", version.id, code=code.slug, number=number)
+    if number > 1:
+        reanchor_comments(session, version)
+        notify_new_version(session, version)
     return version
 
 
@@ -282,6 +286,7 @@ def publish_version(session: Session, actor: User | None, version: Version, *, a
     version.published_by_id = actor.id if actor else None
     append_publication(session, version, when)
     record_event(session, actor, "version.published", "version", version.id, code=version.code.slug)
+    notify_new_version(session, version, newly_public=True)
 
 
 # --- comparing -----------------------------------------------------------------------------------

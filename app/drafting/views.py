@@ -11,7 +11,9 @@ from sqlalchemy.orm import Session
 from app.accounts.forms import EmptyForm
 from app.accounts.models import User, WorkingGroup
 from app.audit.chain import content_hash
-from app.db import db, in_transaction
+from app.comments import service as comments
+from app.comments.views import comment_form_for
+from app.db import db, in_transaction, utcnow
 from app.drafting import service
 from app.drafting.diffing import ops_to_html
 from app.drafting.feed import atom_feed
@@ -165,8 +167,24 @@ def version(slug: str, number: int) -> str:
     version = service.get_version(db.session, current_user, code, number)
     visible = service.visible_versions(current_user, code)
     previous = next((v for v in reversed(visible) if v.number < number), None)
+    threads = comments.list_comments(db.session, current_user, version, threads=True)
+    by_clause: dict[str, list[object]] = {}
+    for thread in threads:
+        by_clause.setdefault(thread.clause_key, []).append(thread)
+    open_now = code.consultation_open(utcnow())
+    may_comment = open_now and can(current_user, Action.COMMENT, version)
     return render_template(
-        "drafting/version.html", code=code, version=version, previous=previous, versions=visible, empty_form=EmptyForm()
+        "drafting/version.html",
+        code=code,
+        version=version,
+        previous=previous,
+        versions=visible,
+        empty_form=EmptyForm(),
+        threads=threads,
+        by_clause=by_clause,
+        carried=comments.comments_carried_into(db.session, current_user, version),
+        consultation_open=open_now,
+        comment_form=comment_form_for(version) if may_comment else None,
     )
 
 

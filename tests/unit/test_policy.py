@@ -54,6 +54,9 @@ TARGET = {
     Action.EDIT_CODE: "code",
     Action.VIEW_WORKING_TEXT: "code",
     Action.EDIT_WORKING_TEXT: "code",
+    Action.VIEW_GROUP_COMMENTS: "code",
+    Action.MANAGE_CONSULTATION: "code",
+    Action.COMMENT: "version",
     Action.CUT_VERSION: "code",
     Action.VIEW_VERSION: "version",
     Action.PUBLISH_VERSION: "version",
@@ -90,6 +93,12 @@ TABLE = {
     (Action.VIEW_VERSION, P):         (T,    T,    T,     T,     T,     T,     T,     T),
     (Action.PUBLISH_VERSION, U):      (F,    F,    F,     F,     F,     T,     T,     T),
     (Action.PUBLISH_VERSION, P):      (F,    F,    F,     F,     F,     T,     T,     T),
+    (Action.COMMENT, U):              (F,    F,    F,     T,     T,     T,     T,     T),
+    (Action.COMMENT, P):              (F,    T,    F,     T,     T,     T,     T,     T),
+    (Action.VIEW_GROUP_COMMENTS, U):  (F,    F,    T,     T,     T,     T,     T,     T),
+    (Action.VIEW_GROUP_COMMENTS, P):  (F,    F,    T,     T,     T,     T,     T,     T),
+    (Action.MANAGE_CONSULTATION, U):  (F,    F,    F,     F,     F,     T,     T,     T),
+    (Action.MANAGE_CONSULTATION, P):  (F,    F,    F,     F,     F,     T,     T,     T),
 }
 # fmt: on
 

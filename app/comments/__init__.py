@@ -1,0 +1,1 @@
+"""Consultation: anchored threaded comments, suggested text, dispositions, receipts, campaign groups."""

@@ -1,0 +1,209 @@
+"""Text anchors for comments, and carrying them into a new version of the text.
+
+The order follows Hypothesis's: map the offsets through the diff between the two texts, check the quote is
+still there; otherwise search for the quote, weighting prefix and suffix, first in the same clause; a quote
+found only in another clause counts only with matching context. A passage that changed is *outdated*, one
+that is gone is *orphaned*; a comment is never silently attached to a passage that merely looks alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diff_match_patch import diff_match_patch
+
+CONTEXT_CHARS = 32
+OUTDATED_SIMILARITY = 0.5
+SEARCH_WINDOW = 200
+
+
+@dataclass(frozen=True)
+class Anchor:
+    quote: str
+    prefix: str
+    suffix: str
+    start: int | None
+    end: int | None
+
+
+@dataclass(frozen=True)
+class Placement:
+    clause_key: str | None
+    start: int | None
+    end: int | None
+    confidence: float
+    state: str  # "anchored", "outdated" or "orphaned"
+    applied: bool = False
+
+
+def make_anchor(text: str, start: int, end: int) -> Anchor:
+    """Build an anchor for text[start:end] with its surrounding context.
+
+    Raises:
+        ValueError: when the range is empty or outside the text.
+    """
+    if not (0 <= start < end <= len(text)):
+        raise ValueError("The selected passage is not part of this clause.")
+    return Anchor(
+        quote=text[start:end],
+        prefix=text[max(0, start - CONTEXT_CHARS) : start],
+        suffix=text[end : end + CONTEXT_CHARS],
+        start=start,
+        end=end,
+    )
+
+
+def locate_quote(text: str, quote: str, prefix: str = "", suffix: str = "") -> Anchor | None:
+    """Find a quoted passage in a clause (for clients that send only the quote); None if absent or ambiguous."""
+    candidates = _occurrences(text, quote)
+    if not candidates:
+        return None
+    scored = sorted(((_context_score(text, s, s + len(quote), prefix, suffix), s) for s in candidates), reverse=True)
+    if len(scored) > 1 and scored[0][0] == scored[1][0]:
+        return None
+    start = scored[0][1]
+    return make_anchor(text, start, start + len(quote))
+
+
+def _occurrences(text: str, quote: str) -> list[int]:
+    found, index = [], text.find(quote)
+    while index != -1 and quote:
+        found.append(index)
+        index = text.find(quote, index + 1)
+    return found
+
+
+def _common_suffix(a: str, b: str) -> int:
+    n = 0
+    while n < len(a) and n < len(b) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    while n < len(a) and n < len(b) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _context_score(text: str, start: int, end: int, prefix: str, suffix: str) -> float:
+    """Return 0–1: how much of the stored prefix and suffix surround text[start:end]."""
+    total = len(prefix) + len(suffix)
+    if total == 0:
+        return 0.0
+    before = text[max(0, start - len(prefix)) : start]
+    after = text[end : end + len(suffix)]
+    return (_common_suffix(before, prefix) + _common_prefix(after, suffix)) / total
+
+
+def _similarity(dmp: diff_match_patch, a: str, b: str) -> float:
+    if not a and not b:
+        return 1.0
+    distance = dmp.diff_levenshtein(dmp.diff_main(a, b, False))
+    return max(0.0, 1.0 - distance / max(len(a), len(b)))
+
+
+def reanchor(
+    anchor: Anchor,
+    clause_key: str,
+    old_text: str,
+    new_clauses: dict[str, str],
+    diff_cache: dict[tuple[str, str], list[tuple[int, str]]] | None = None,
+) -> Placement:
+    """Place an anchor made in `old_text` (clause `clause_key`) into a new version's clauses.
+
+    `diff_cache` lets many comments on one clause share one diff of its old and new text.
+    """
+    new_text = new_clauses.get(clause_key)
+    if not anchor.quote or anchor.start is None or anchor.end is None:
+        # A comment on a whole clause follows the clause's key.
+        if new_text is None:
+            return Placement(None, None, None, 0.0, "orphaned")
+        return Placement(clause_key, None, None, 1.0, "anchored")
+
+    dmp = diff_match_patch()
+    dmp.Diff_Timeout = 0.5
+    if new_text is not None:
+        cache = {} if diff_cache is None else diff_cache
+        diffs = cache.get((old_text, new_text))
+        if diffs is None:
+            diffs = dmp.diff_main(old_text, new_text)
+            dmp.diff_cleanupSemantic(diffs)
+            cache[(old_text, new_text)] = diffs
+        start, end = dmp.diff_xIndex(diffs, anchor.start), dmp.diff_xIndex(diffs, anchor.end)
+        if new_text[start:end] == anchor.quote:
+            return Placement(clause_key, start, end, 1.0, "anchored")
+        found = _best_exact(new_text, anchor, near=start)
+        if found is not None:
+            (s, e), score = found
+            return Placement(clause_key, s, e, round(0.8 + 0.2 * score, 3), "anchored")
+        return _changed_passage(dmp, anchor, clause_key, new_text, start, end)
+
+    # The clause is gone: the passage may have moved to another clause, but only with its context.
+    best: tuple[float, str, int] | None = None
+    for key, text in new_clauses.items():
+        for s in _occurrences(text, anchor.quote):
+            score = _context_score(text, s, s + len(anchor.quote), anchor.prefix, anchor.suffix)
+            if score >= 0.5 and (best is None or score > best[0]):
+                best = (score, key, s)
+    if best is not None:
+        score, key, s = best
+        return Placement(key, s, s + len(anchor.quote), round(0.7 + 0.3 * score, 3), "anchored")
+    return Placement(None, None, None, 0.0, "orphaned")
+
+
+def _best_exact(text: str, anchor: Anchor, *, near: int) -> tuple[tuple[int, int], float] | None:
+    candidates = _occurrences(text, anchor.quote)
+    if not candidates:
+        return None
+    scored = [
+        (_context_score(text, s, s + len(anchor.quote), anchor.prefix, anchor.suffix), -abs(s - near), s)
+        for s in candidates
+    ]
+    scored.sort(reverse=True)
+    best_score, _, start = scored[0]
+    # Two equally plausible places and no context to tell them apart: do not guess.
+    if len(scored) > 1 and best_score == scored[1][0] and best_score < 0.5:
+        return None
+    if len(scored) == 1 and best_score == 0.0 and (anchor.prefix or anchor.suffix):
+        return None
+    return (start, start + len(anchor.quote)), best_score
+
+
+def _changed_passage(
+    dmp: diff_match_patch, anchor: Anchor, clause_key: str, text: str, start: int, end: int
+) -> Placement:
+    """The clause exists but the exact quote does not: outdated where the passage now is, or orphaned."""
+    window_start, window_end = max(0, start - SEARCH_WINDOW), min(len(text), max(end, start) + SEARCH_WINDOW)
+    end = max(end, start)
+    candidate = text[start:end]
+    similarity = _similarity(dmp, anchor.quote, candidate) if candidate else 0.0
+    if similarity < OUTDATED_SIMILARITY:
+        # Look around the mapped place for something like the quote (its first 32 characters).
+        dmp.Match_Threshold = 0.4
+        dmp.Match_Distance = SEARCH_WINDOW
+        pattern = anchor.quote[: dmp.Match_MaxBits]
+        found = dmp.match_main(text[window_start:window_end], pattern, start - window_start)
+        if found != -1:
+            s = window_start + found
+            candidate = text[s : s + len(anchor.quote)]
+            found_similarity = _similarity(dmp, anchor.quote, candidate)
+            if found_similarity > similarity:
+                start, end, similarity = s, s + len(candidate), found_similarity
+    if similarity >= OUTDATED_SIMILARITY:
+        return Placement(clause_key, start, end, round(similarity * 0.8, 3), "outdated")
+    return Placement(clause_key, None, None, 0.0, "orphaned")
+
+
+def proposal_applied(anchor: Anchor, proposed: str, placement: Placement, new_text: str | None) -> bool:
+    """Tell whether the new text, at the comment's place, now reads as the proposed replacement."""
+    if not proposed or new_text is None or anchor.start is None:
+        return False
+    if placement.start is not None and new_text[placement.start : placement.start + len(proposed)] == proposed:
+        return True
+    # The quote was replaced: look for the proposal where the quote was, framed by the old context.
+    for s in _occurrences(new_text, proposed):
+        if _context_score(new_text, s, s + len(proposed), anchor.prefix, anchor.suffix) >= 0.5:
+            return True
+    return False

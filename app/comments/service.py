@@ -1,0 +1,686 @@
+"""Consultation operations: windows, comments with receipts, replies, edits, withdrawals, dispositions,
+re-anchoring into new versions, notifications, campaign groups and the comment-resolution matrix."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from app.accounts.models import User
+from app.audit.service import record_event
+from app.comments import anchoring
+from app.comments.campaigns import campaign_groups
+from app.comments.models import (
+    AnchorState,
+    Comment,
+    CommentAnchor,
+    CommentRevision,
+    CommentType,
+    Disposition,
+    IntakeAttempt,
+    Notification,
+    Visibility,
+)
+from app.db import utcnow
+from app.drafting.models import Code, Version
+from app.drafting.rendering import render_fragment
+from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.outbox.service import queue_message
+from app.policy import Action, can, require
+
+MAX_BODY = 20_000
+MAX_PROPOSAL = 20_000
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
+
+
+# --- the consultation window ---------------------------------------------------------------------
+
+
+def set_consultation_window(
+    session: Session, actor: User, code: Code, opens_at: dt.datetime, closes_at: dt.datetime
+) -> None:
+    """Open (or move) a code's consultation window.
+
+    Raises:
+        Forbidden: unless the actor chairs the code's working group.
+        ValidationFailed: when the window closes before it opens, or times lack a time zone.
+    """
+    require(actor, Action.MANAGE_CONSULTATION, code, reason="Only the working group's chairs set consultation windows.")
+    if opens_at.tzinfo is None or closes_at.tzinfo is None:
+        raise ValidationFailed("Give opening and closing times with a time zone.")
+    if closes_at <= opens_at:
+        raise ValidationFailed("The consultation must close after it opens.")
+    code.consultation_opens_at, code.consultation_closes_at = opens_at, closes_at
+    record_event(
+        session, actor, "consultation.window_set", "code", code.id,
+        opens_at=opens_at.isoformat(), closes_at=closes_at.isoformat(),
+    )  # fmt: skip
+
+
+# --- receipts and idempotency --------------------------------------------------------------------
+
+
+def _canonical(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def request_fingerprint(fields: dict[str, Any]) -> str:
+    """Hash what a submission asks for, so a retry can be told from a different request with the same key."""
+    return hashlib.sha256(_canonical(fields)).hexdigest()
+
+
+def receipt_hash(comment: Comment) -> str:
+    """Return the SHA-256 of what was stored, as the receipt states it."""
+    return hashlib.sha256(_canonical(stored_fields(comment))).hexdigest()
+
+
+def stored_fields(comment: Comment) -> dict[str, Any]:
+    return {
+        "id": comment.id,
+        "code": comment.code.slug,
+        "version": comment.version.number,
+        "clause": comment.clause_key,
+        "parent": comment.parent_id,
+        "quote": comment.quote,
+        "start": comment.start,
+        "end": comment.end,
+        "body": comment.body,
+        "proposed_text": comment.proposed_text,
+        "type": comment.type.value,
+        "visibility": comment.visibility.value,
+        "author": comment.author_id,
+        "received_at": comment.created_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+    }
+
+
+@dataclass(frozen=True)
+class Receipt:
+    comment_id: int
+    received_at: dt.datetime
+    sha256: str
+    replayed: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "comment_id": self.comment_id,
+            "received_at": self.received_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+            "sha256": self.sha256,
+            "replayed": self.replayed,
+        }
+
+
+def receipt_of(comment: Comment, *, replayed: bool = False) -> Receipt:
+    return Receipt(comment.id, comment.created_at, comment.receipt_sha256, replayed)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a stakeholder sends; offsets refer to the clause's Markdown as served with the version."""
+
+    clause_key: str
+    body: str
+    idempotency_key: str
+    start: int | None = None
+    end: int | None = None
+    quote: str | None = None
+    proposed_text: str | None = None
+    type: str = CommentType.GENERAL.value
+    visibility: str = Visibility.PUBLIC.value
+    parent_id: int | None = None
+
+    def fingerprint(self, version_id: int) -> str:
+        fields = {k: v for k, v in self.__dict__.items() if k != "idempotency_key"}
+        return request_fingerprint({**fields, "version": version_id})
+
+
+def find_by_key(session: Session, author: User, key: str) -> Comment | None:
+    return session.scalars(
+        select(Comment).where(Comment.author_id == author.id, Comment.idempotency_key == key)
+    ).first()
+
+
+def note_attempt(session: Session, author: User, key: str) -> None:
+    """Remember when a submission was first seen, before the server could take it (overload, failure)."""
+    if not IDEMPOTENCY_KEY.match(key):
+        return
+    exists = session.scalar(
+        select(IntakeAttempt.id).where(IntakeAttempt.author_id == author.id, IntakeAttempt.idempotency_key == key)
+    )
+    if exists is None:
+        session.add(IntakeAttempt(author_id=author.id, idempotency_key=key))
+
+
+def _first_seen(session: Session, author: User, key: str) -> dt.datetime | None:
+    return session.scalar(
+        select(IntakeAttempt.first_seen_at).where(
+            IntakeAttempt.author_id == author.id, IntakeAttempt.idempotency_key == key
+        )
+    )
+
+
+# --- submitting ----------------------------------------------------------------------------------
+
+
+def _validate(version: Version, sub: Submission) -> tuple[anchoring.Anchor, CommentType, Visibility]:
+    errors: dict[str, str] = {}
+    if not IDEMPOTENCY_KEY.match(sub.idempotency_key or ""):
+        errors["idempotency_key"] = "Send an idempotency key of 8–100 letters, digits, '-', '_', '.' or ':'."
+    if not sub.body.strip():
+        errors["body"] = "Write your comment."
+    elif len(sub.body) > MAX_BODY:
+        errors["body"] = f"A comment can be at most {MAX_BODY:,} characters."
+    if sub.proposed_text is not None and len(sub.proposed_text) > MAX_PROPOSAL:
+        errors["proposed_text"] = f"Proposed text can be at most {MAX_PROPOSAL:,} characters."
+    try:
+        kind = CommentType(sub.type)
+    except ValueError:
+        errors["type"] = "Choose general, technical or editorial."
+        kind = CommentType.GENERAL
+    try:
+        visibility = Visibility(sub.visibility)
+    except ValueError:
+        errors["visibility"] = "Choose public or working group only."
+        visibility = Visibility.PUBLIC
+    clause = version.clause(sub.clause_key)
+    anchor = anchoring.Anchor("", "", "", None, None)
+    if clause is None:
+        errors["clause_key"] = "This version has no clause with that key."
+    elif sub.start is not None or sub.end is not None:
+        try:
+            anchor = anchoring.make_anchor(clause.markdown, int(sub.start or 0), int(sub.end or 0))
+        except (ValueError, TypeError):
+            errors["start"] = "The selected passage is not part of this clause."
+        else:
+            if sub.quote is not None and sub.quote != anchor.quote:
+                errors["quote"] = "The quoted text does not match the clause at those positions."
+    elif sub.quote:
+        located = anchoring.locate_quote(clause.markdown, sub.quote)
+        if located is None:
+            errors["quote"] = "The quoted text was not found once in this clause; select it again."
+        else:
+            anchor = located
+    if sub.proposed_text and not anchor.quote:
+        errors["proposed_text"] = "Select the passage your proposed text would replace."
+    if errors:
+        raise ValidationFailed("The comment was not accepted: " + " ".join(errors.values()), field_errors=errors)
+    return anchor, kind, visibility
+
+
+def submit_comment(session: Session, actor: User, version: Version, sub: Submission) -> Receipt:
+    """Store a comment (or reply) and return its receipt; a retry with the same key returns the same receipt.
+
+    Timeliness is decided by the server time of the first attempt: the comment's own time, or the time an
+    earlier attempt with the same key was seen but could not be taken.
+
+    Raises:
+        NotFound: when the viewer may not see the version or the parent comment.
+        Forbidden: when the consultation is not open.
+        ValidationFailed: for bad fields; also when the key was used with a different request (422).
+    """
+    require(actor, Action.VIEW_VERSION, version)
+    fingerprint = sub.fingerprint(version.id)
+    existing = find_by_key(session, actor, sub.idempotency_key)
+    if existing is not None:
+        return _replay(existing, fingerprint)
+    anchor, kind, visibility = _validate(version, sub)
+    now = utcnow()
+    code = version.code
+    first_seen = _first_seen(session, actor, sub.idempotency_key) or now
+    if not can(actor, Action.COMMENT, version) or not code.consultation_open(first_seen):
+        raise Forbidden(_closed_message(code, now))
+    parent = None
+    if sub.parent_id is not None:
+        parent = session.get(Comment, sub.parent_id)
+        if parent is None or parent.version_id != version.id or not can_see_comment(actor, parent):
+            raise NotFound()
+        if parent.parent_id is not None:
+            parent = parent.parent
+    comment = Comment(
+        code=code,
+        version=version,
+        clause_key=sub.clause_key if parent is None else parent.clause_key,
+        parent=parent,
+        quote=anchor.quote,
+        prefix=anchor.prefix,
+        suffix=anchor.suffix,
+        start=anchor.start,
+        end=anchor.end,
+        body=sub.body.strip(),
+        body_html=render_fragment(sub.body.strip()),
+        proposed_text=sub.proposed_text or None,
+        type=kind,
+        # A reply is never more public than what it replies to.
+        visibility=Visibility.GROUP if parent is not None and parent.visibility == Visibility.GROUP else visibility,
+        author=actor,
+        author_category=actor.category,
+        author_organisation=actor.organisation,
+        idempotency_key=sub.idempotency_key,
+        request_sha256=fingerprint,
+        receipt_sha256="",
+        created_at=now,
+    )
+    try:
+        # A savepoint, so that a parallel twin's insert winning the unique key does not undo the caller's work.
+        with session.begin_nested():
+            session.add(comment)
+            session.flush()
+    except IntegrityError:
+        twin = find_by_key(session, actor, sub.idempotency_key)
+        if twin is None:
+            raise
+        return _replay(twin, fingerprint)
+    comment.receipt_sha256 = receipt_hash(comment)
+    record_event(session, actor, "comment.submitted", "comment", comment.id, version=version.id)
+    if parent is None:
+        carry_forward(session, comment)
+    if parent is not None:
+        _notify_reply(session, parent, comment)
+    return receipt_of(comment)
+
+
+def _replay(existing: Comment, fingerprint: str) -> Receipt:
+    if existing.request_sha256 != fingerprint:
+        raise ValidationFailed(
+            "This idempotency key was already used for a different comment. Use a new key for a new comment.",
+            field_errors={"idempotency_key": "Already used for a different comment."},
+        )
+    return receipt_of(existing, replayed=True)
+
+
+def _closed_message(code: Code, now: dt.datetime) -> str:
+    if code.consultation_opens_at is None or code.consultation_closes_at is None:
+        return "This code is not open for comments."
+    if now < code.consultation_opens_at:
+        return (
+            f"The consultation opens at {code.consultation_opens_at:%Y-%m-%d %H:%M} UTC; comments are not accepted yet."
+        )
+    return (
+        f"The consultation closed at {code.consultation_closes_at:%Y-%m-%d %H:%M} UTC; comments are no longer accepted."
+    )
+
+
+# --- editing and withdrawing ---------------------------------------------------------------------
+
+
+def _own_open_comment(actor: User, comment: Comment) -> None:
+    if comment.author_id != actor.id:
+        raise Forbidden("Only the author can change a comment.")
+    if comment.is_withdrawn:
+        raise Conflict("This comment was withdrawn.")
+    if not comment.code.consultation_open(utcnow()):
+        raise Forbidden("The consultation is closed; comments can no longer be changed.")
+
+
+def edit_comment(session: Session, actor: User, comment: Comment, body: str, proposed_text: str | None) -> None:
+    """Change one's own comment while the window is open, keeping the earlier text as history.
+
+    Raises:
+        Forbidden: for someone else's comment or a closed consultation.
+        Conflict: for a withdrawn comment.
+        ValidationFailed: for an empty or oversized body.
+    """
+    _own_open_comment(actor, comment)
+    if not body.strip() or len(body) > MAX_BODY:
+        raise ValidationFailed(f"Write a comment of 1 to {MAX_BODY:,} characters.")
+    session.add(CommentRevision(comment=comment, body=comment.body, proposed_text=comment.proposed_text))
+    comment.body, comment.body_html = body.strip(), render_fragment(body.strip())
+    comment.proposed_text = proposed_text or None
+    comment.edited_at = utcnow()
+    record_event(session, actor, "comment.edited", "comment", comment.id)
+
+
+def withdraw_comment(session: Session, actor: User, comment: Comment) -> None:
+    """Withdraw one's own comment: hidden from lists, kept in the record and the audit log.
+
+    Raises:
+        Forbidden, Conflict: as for `edit_comment`.
+    """
+    _own_open_comment(actor, comment)
+    comment.withdrawn_at = utcnow()
+    record_event(session, actor, "comment.withdrawn", "comment", comment.id)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def can_see_comment(viewer: object, comment: Comment) -> bool:
+    """Public comments on a visible version are public; group-only ones are for the working group."""
+    if not can(viewer, Action.VIEW_VERSION, comment.version):
+        return False
+    return comment.visibility == Visibility.PUBLIC or can(viewer, Action.VIEW_GROUP_COMMENTS, comment.code)
+
+
+def get_comment(session: Session, viewer: object, comment_id: int) -> Comment:
+    """Return a comment the viewer may see.
+
+    Raises:
+        NotFound: when it does not exist or is hidden from the viewer.
+    """
+    comment = session.get(Comment, comment_id)
+    if comment is None or not can_see_comment(viewer, comment):
+        raise NotFound()
+    return comment
+
+
+@dataclass(frozen=True)
+class CommentFilter:
+    clause_key: str | None = None
+    category: str | None = None
+    organisation: str | None = None
+    type: str | None = None
+    status: str | None = None  # "open" (no disposition) or a disposition value
+    campaign: int | None = None
+
+
+def list_comments(
+    session: Session, viewer: object, version: Version, filters: CommentFilter | None = None, *, threads: bool = False
+) -> list[Comment]:
+    """Return the comments on a version the viewer may see (top-level ones when `threads`), oldest first.
+
+    Visibility is part of the query, so counts never include what the viewer may not see.
+    """
+    query = (
+        select(Comment)
+        .where(Comment.version_id == version.id, Comment.withdrawn_at.is_(None))
+        .options(selectinload(Comment.replies), selectinload(Comment.author))
+        .order_by(Comment.id)
+    )
+    if not can(viewer, Action.VIEW_GROUP_COMMENTS, version.code):
+        query = query.where(Comment.visibility == Visibility.PUBLIC)
+    if threads:
+        query = query.where(Comment.parent_id.is_(None))
+    f = filters or CommentFilter()
+    if f.clause_key:
+        query = query.where(Comment.clause_key == f.clause_key)
+    if f.category:
+        query = query.where(Comment.author_category == f.category)
+    if f.organisation:
+        query = query.where(Comment.author_organisation == f.organisation)
+    if f.type:
+        query = query.where(Comment.type == f.type)
+    if f.status == "open":
+        query = query.where(Comment.disposition.is_(None))
+    elif f.status:
+        query = query.where(Comment.disposition == f.status)
+    if f.campaign is not None:
+        query = query.where(Comment.campaign_group == f.campaign)
+    return list(session.scalars(query))
+
+
+def comments_carried_into(session: Session, viewer: object, version: Version) -> list[tuple[Comment, CommentAnchor]]:
+    """Return earlier versions' comments re-anchored into this version, with their placement."""
+    rows = session.execute(
+        select(Comment, CommentAnchor)
+        .join(CommentAnchor, CommentAnchor.comment_id == Comment.id)
+        .where(CommentAnchor.version_id == version.id, Comment.withdrawn_at.is_(None), Comment.parent_id.is_(None))
+        .order_by(Comment.id)
+    ).all()
+    return [(comment, anchor) for comment, anchor in rows if can_see_comment(viewer, comment)]
+
+
+def my_comments(session: Session, user: User) -> list[Comment]:
+    """Return the user's own comments, newest first, with their receipts."""
+    return list(session.scalars(select(Comment).where(Comment.author_id == user.id).order_by(Comment.id.desc())))
+
+
+# --- dispositions --------------------------------------------------------------------------------
+
+
+def record_disposition(
+    session: Session,
+    actor: User,
+    comment: Comment,
+    disposition: str,
+    response: str,
+    addressed_in: Version | None = None,
+) -> None:
+    """Record how a comment was handled; the author is notified.
+
+    Raises:
+        Forbidden: unless the actor chairs the code's working group.
+        ValidationFailed: for an unknown disposition or a version of another code.
+    """
+    require(
+        actor, Action.MANAGE_CONSULTATION, comment.code, reason="Only the working group's chairs record dispositions."
+    )
+    try:
+        value = Disposition(disposition)
+    except ValueError as error:
+        raise ValidationFailed("Choose accepted, partially accepted, not accepted, noted or out of scope.") from error
+    if addressed_in is not None and addressed_in.code_id != comment.code_id:
+        raise ValidationFailed("The version that addressed the comment must be a version of the same code.")
+    comment.disposition = value
+    comment.disposition_response = response.strip() or None
+    comment.disposition_by_id = actor.id
+    comment.disposition_at = utcnow()
+    comment.addressed_in_version_id = addressed_in.id if addressed_in else None
+    record_event(session, actor, "comment.disposition", "comment", comment.id, disposition=value.value)
+    if comment.author is not None:
+        notify(
+            session, comment.author, "disposition",
+            f"Your comment #{comment.id} on {comment.code.title} {comment.version.name}: {value.label}.",
+            f"/comments/{comment.id}",
+        )  # fmt: skip
+
+
+# --- notifications -------------------------------------------------------------------------------
+
+
+def notify(session: Session, user: User, kind: str, text: str, url: str) -> None:
+    """Add an in-app notification and queue the same for mail."""
+    session.add(Notification(user_id=user.id, kind=kind, text=text, url=url))
+    queue_message(session, kind=f"notification.{kind}", recipient=user.email, subject=text, body=url)
+
+
+def _notify_reply(session: Session, parent: Comment, reply: Comment) -> None:
+    if parent.author is not None and parent.author_id != reply.author_id:
+        notify(
+            session, parent.author, "reply",
+            f"{reply.author.display_name if reply.author else 'Someone'} replied to your comment #{parent.id}.",
+            f"/comments/{parent.id}",
+        )  # fmt: skip
+
+
+def notify_new_version(session: Session, version: Version, *, newly_public: bool = False) -> None:
+    """Tell everyone who commented on the code and may see `version` that it is out.
+
+    At a cut that is the working group; at publication (`newly_public`) the others, who could not see it before.
+    """
+    authors = session.scalars(
+        select(User).join(Comment, Comment.author_id == User.id).where(Comment.code_id == version.code_id).distinct()
+    )
+    for author in authors:
+        in_group = can(author, Action.VIEW_GROUP_COMMENTS, version.code)
+        if can(author, Action.VIEW_VERSION, version) and in_group != newly_public:
+            notify(
+                session, author, "version",
+                f"{version.code.title}: {version.name} ({version.label}) is available.",
+                f"/codes/{version.code.slug}/v{version.number}",
+            )  # fmt: skip
+
+
+def unread_count(session: Session, user: User) -> int:
+    return (
+        session.scalar(
+            select(func.count(Notification.id)).where(Notification.user_id == user.id, Notification.read_at.is_(None))
+        )
+        or 0
+    )
+
+
+def notifications_for(session: Session, user: User) -> list[Notification]:
+    return list(
+        session.scalars(
+            select(Notification).where(Notification.user_id == user.id).order_by(Notification.id.desc()).limit(200)
+        )
+    )
+
+
+def mark_notifications_read(session: Session, user: User) -> None:
+    session.execute(
+        update(Notification)
+        .where(Notification.user_id == user.id, Notification.read_at.is_(None))
+        .values(read_at=utcnow())
+    )
+
+
+# --- following the text into new versions --------------------------------------------------------
+
+
+@dataclass
+class ReanchorReport:
+    anchored: int = 0
+    outdated: int = 0
+    orphaned: int = 0
+    applied: int = 0
+
+
+def _place(
+    session: Session,
+    comment: Comment,
+    old: Version,
+    new: Version,
+    cache: dict[tuple[str, str], list[tuple[int, str]]],
+) -> CommentAnchor | None:
+    """Carry one comment from where it sits in `old` into `new`; None when it was already lost in `old`."""
+    old_clauses = {clause.key: clause.markdown for clause in old.clauses}
+    new_clauses = {clause.key: clause.markdown for clause in new.clauses}
+    if comment.version_id == old.id:
+        base, key = base_of(comment), comment.clause_key
+    else:
+        # Follow the comment from where it was placed in the earlier version.
+        previous = comment.anchor_in(old.id)
+        if previous is None or previous.state == AnchorState.ORPHANED or previous.clause_key is None:
+            return None
+        key = previous.clause_key
+        text = old_clauses.get(key, "")
+        if previous.start is not None and previous.end is not None and previous.start < previous.end <= len(text):
+            base = anchoring.make_anchor(text, previous.start, previous.end)
+        else:
+            base = anchoring.Anchor("", "", "", None, None)
+    placement = anchoring.reanchor(base, key, old_clauses.get(key, ""), new_clauses, cache)
+    anchor = CommentAnchor(
+        comment=comment, version_id=new.id, clause_key=placement.clause_key, start=placement.start,
+        end=placement.end, confidence=placement.confidence, state=AnchorState(placement.state),
+    )  # fmt: skip
+    session.add(anchor)
+    proposal = comment.proposed_text or ""
+    target = new_clauses.get(placement.clause_key or key)
+    if (
+        proposal
+        and comment.applied_in_version_id is None
+        and anchoring.proposal_applied(base, proposal, placement, target)
+    ):
+        comment.applied_in_version_id = new.id
+    return anchor
+
+
+def reanchor_comments(session: Session, new: Version) -> ReanchorReport:
+    """Carry every open comment on earlier versions into `new`, each from where it last was placed.
+
+    A comment whose proposed text now stands at its place is marked applied in `new`.
+    """
+    report = ReanchorReport()
+    versions = {version.id: version for version in new.code.versions}
+    cache: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    comments = session.scalars(
+        select(Comment)
+        .join(Version, Version.id == Comment.version_id)
+        .where(
+            Comment.code_id == new.code_id,
+            Comment.parent_id.is_(None),
+            Comment.withdrawn_at.is_(None),
+            Version.number < new.number,
+        )
+        .options(selectinload(Comment.anchors))
+    )
+    for comment in comments:
+        if comment.anchor_in(new.id) is not None:
+            continue
+        placed = [comment.version] + [
+            versions[a.version_id] for a in comment.anchors if versions[a.version_id].number < new.number
+        ]
+        last = max(placed, key=lambda version: version.number)
+        applied_before = comment.applied_in_version_id
+        anchor = _place(session, comment, last, new, cache)
+        if anchor is None:
+            continue
+        setattr(report, anchor.state.value, getattr(report, anchor.state.value) + 1)
+        if applied_before is None and comment.applied_in_version_id is not None:
+            report.applied += 1
+    session.flush()
+    return report
+
+
+def carry_forward(session: Session, comment: Comment) -> None:
+    """Place a comment made on an older version into every later version that already exists."""
+    later = sorted((v for v in comment.code.versions if v.number > comment.version.number), key=lambda v: v.number)
+    previous, cache = comment.version, {}
+    for version in later:
+        if _place(session, comment, previous, version, cache) is None:
+            break
+        previous = version
+
+
+def base_of(comment: Comment) -> anchoring.Anchor:
+    return anchoring.Anchor(comment.quote, comment.prefix, comment.suffix, comment.start, comment.end)
+
+
+# --- campaigns and the resolution matrix ---------------------------------------------------------
+
+
+def regroup_campaigns(session: Session, version: Version) -> int:
+    """Recompute near-duplicate groups among a version's top-level comments; return how many groups."""
+    comments = list(
+        session.scalars(
+            select(Comment).where(
+                Comment.version_id == version.id, Comment.parent_id.is_(None), Comment.withdrawn_at.is_(None)
+            )
+        )
+    )
+    groups = campaign_groups({c.id: c.body for c in comments})
+    for comment in comments:
+        comment.campaign_group = groups.get(comment.id)
+    return len(set(groups.values()))
+
+
+MATRIX_COLUMNS = [
+    "comment_id", "clause", "quote", "comment", "proposed_text", "type", "author_category",
+    "author_organisation", "visibility", "received_at", "disposition", "response", "addressed_in", "applied_in",
+    "campaign_group", "receipt_sha256",
+]  # fmt: skip
+
+
+def resolution_matrix(session: Session, viewer: object, version: Version) -> list[dict[str, Any]]:
+    """Return the comment-resolution matrix rows the viewer may see (public comments only for the public)."""
+    rows = []
+    for comment in list_comments(session, viewer, version):
+        rows.append(
+            {
+                "comment_id": comment.id,
+                "clause": comment.clause_key,
+                "quote": comment.quote,
+                "comment": comment.body,
+                "proposed_text": comment.proposed_text or "",
+                "type": comment.type.value,
+                "author_category": comment.author_category.value,
+                "author_organisation": comment.author_organisation or "",
+                "visibility": comment.visibility.value,
+                "received_at": comment.created_at.isoformat(),
+                "disposition": comment.disposition.value if comment.disposition else "",
+                "response": comment.disposition_response or "",
+                "addressed_in": comment.addressed_in.name if comment.addressed_in else "",
+                "applied_in": comment.applied_in.name if comment.applied_in else "",
+                "campaign_group": comment.campaign_group or "",
+                "receipt_sha256": comment.receipt_sha256,
+            }
+        )
+    return rows
