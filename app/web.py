@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 from flask_babel import format_datetime, get_locale
 from flask_login import current_user
 
@@ -17,7 +18,10 @@ CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
-        "style-src 'self'",
+        # The editor (CodeMirror) injects <style> elements, which carry this request's nonce; style attributes
+        # (remote cursor colours, table alignment) cannot carry a nonce and are harmless without scripts.
+        "style-src 'self' 'nonce-{nonce}'",
+        "style-src-attr 'unsafe-inline'",
         "img-src 'self' data: https:",
         "connect-src 'self' ws: wss:",
         "font-src 'self'",
@@ -29,12 +33,19 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
+def csp_nonce() -> str:
+    """Return this request's nonce for the Content-Security-Policy, made on first use."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return str(g.csp_nonce)
+
+
 def init_app(app: Flask) -> None:
     """Register headers and template globals."""
 
     @app.after_request
     def security_headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY.format(nonce=csp_nonce()))
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
@@ -52,6 +63,7 @@ def init_app(app: Flask) -> None:
 
         unread = unread_count(db.session, current_user) if current_user.is_authenticated else 0
         return {
+            "csp_nonce": csp_nonce,
             "unread_notifications": unread,
             "can": lambda action, obj=None: can(current_user, Action(action), obj),
             "current_locale": str(get_locale() or "en"),
@@ -61,7 +73,7 @@ def init_app(app: Flask) -> None:
         }
 
     @app.template_filter("when")
-    def when(value: dt.datetime | None, style: str = "medium") -> str:
+    def when(value: dt.datetime | None, style: str = "d MMM y, HH:mm z") -> str:
         return format_datetime(value, style) if value else ""
 
     @app.template_filter("iso")

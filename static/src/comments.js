@@ -107,15 +107,17 @@ function setUpCountdown(element) {
   const output = element.querySelector(".countdown");
   if (!output) return;
   const format = new Intl.RelativeTimeFormat(document.documentElement.lang, { numeric: "auto" });
-  const local = new Intl.DateTimeFormat(document.documentElement.lang, { dateStyle: "medium", timeStyle: "short" });
   function tick() {
     const minutes = Math.round((closes - Date.now()) / 60000);
     if (minutes <= 0) {
       output.textContent = "";
       return;
     }
-    const phrase = minutes < 120 ? format.format(minutes, "minute") : format.format(Math.round(minutes / 60), "hour");
-    output.textContent = ` (${local.format(closes)}: ${phrase})`;
+    let phrase;
+    if (minutes < 120) phrase = format.format(minutes, "minute");
+    else if (minutes < 48 * 60) phrase = format.format(Math.round(minutes / 60), "hour");
+    else phrase = format.format(Math.round(minutes / (24 * 60)), "day");
+    output.textContent = ` (${phrase})`;
     element.classList.toggle("deadline-near", minutes <= 15);
   }
   tick();

@@ -55,6 +55,7 @@ export function startEditor(root) {
     let key;
     if (!online) key = "offline";
     else if (!socket.connected || !joined) key = "reconnecting";
+    else if (!canWrite) key = "readonly";
     else if (queued.length || unacked) key = "saving";
     else key = "saved";
     status.dataset.state = key;
@@ -171,11 +172,16 @@ export function startEditor(root) {
 
   let previewTimer = null;
   async function refreshPreview() {
-    const response = await fetch(config.previewUrl, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": config.csrf },
-      body: JSON.stringify({ text: text.toString() }),
-    });
+    let response;
+    try {
+      response = await fetch(config.previewUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": config.csrf },
+        body: JSON.stringify({ text: text.toString() }),
+      });
+    } catch {
+      return; // Offline: the preview catches up with the next change once the connection is back.
+    }
     if (!response.ok) return;
     const rendered = await response.json();
     // The server renders with raw HTML disabled and sanitises the result.
@@ -205,6 +211,7 @@ export function startEditor(root) {
     state: EditorState.create({
       doc: text.toString(),
       extensions: [
+        EditorView.cspNonce.of(config.cspNonce),
         keymap.of(yUndoManagerKeymap),
         basicSetup,
         markdown(),

@@ -52,14 +52,15 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [*FLASK, "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:
+            # The child keeps its own copy of the descriptor; ours can close at once.
+            self.process = subprocess.Popen(
+                [*FLASK, "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
