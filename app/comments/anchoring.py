@@ -132,25 +132,34 @@ def reanchor(
             dmp.diff_cleanupSemantic(diffs)
             cache[(old_text, new_text)] = diffs
         start, end = dmp.diff_xIndex(diffs, anchor.start), dmp.diff_xIndex(diffs, anchor.end)
-        if new_text[start:end] == anchor.quote:
-            return Placement(clause_key, start, end, 1.0, "anchored")
+        # Check at the mapped start: text inserted right after the quote moves the mapped end, not the quote.
+        if new_text[start : start + len(anchor.quote)] == anchor.quote:
+            return Placement(clause_key, start, start + len(anchor.quote), 1.0, "anchored")
         found = _best_exact(new_text, anchor, near=start)
         if found is not None:
             (s, e), score = found
             return Placement(clause_key, s, e, round(0.8 + 0.2 * score, 3), "anchored")
+        moved = _moved(anchor, clause_key, new_clauses)
+        if moved is not None:
+            return moved
         return _changed_passage(dmp, anchor, clause_key, new_text, start, end)
+    return _moved(anchor, clause_key, new_clauses) or Placement(None, None, None, 0.0, "orphaned")
 
-    # The clause is gone: the passage may have moved to another clause, but only with its context.
+
+def _moved(anchor: Anchor, clause_key: str, new_clauses: dict[str, str]) -> Placement | None:
+    """Find the passage in another clause (split off or moved), but only together with its context."""
     best: tuple[float, str, int] | None = None
     for key, text in new_clauses.items():
+        if key == clause_key:
+            continue
         for s in _occurrences(text, anchor.quote):
             score = _context_score(text, s, s + len(anchor.quote), anchor.prefix, anchor.suffix)
             if score >= 0.5 and (best is None or score > best[0]):
                 best = (score, key, s)
-    if best is not None:
-        score, key, s = best
-        return Placement(key, s, s + len(anchor.quote), round(0.7 + 0.3 * score, 3), "anchored")
-    return Placement(None, None, None, 0.0, "orphaned")
+    if best is None:
+        return None
+    score, key, s = best
+    return Placement(key, s, s + len(anchor.quote), round(0.7 + 0.3 * score, 3), "anchored")
 
 
 def _best_exact(text: str, anchor: Anchor, *, near: int) -> tuple[tuple[int, int], float] | None:
@@ -200,10 +209,11 @@ def proposal_applied(anchor: Anchor, proposed: str, placement: Placement, new_te
     """Tell whether the new text, at the comment's place, now reads as the proposed replacement."""
     if not proposed or new_text is None or anchor.start is None:
         return False
-    if placement.start is not None and new_text[placement.start : placement.start + len(proposed)] == proposed:
-        return True
-    # The quote was replaced: look for the proposal where the quote was, framed by the old context.
-    for s in _occurrences(new_text, proposed):
-        if _context_score(new_text, s, s + len(proposed), anchor.prefix, anchor.suffix) >= 0.5:
-            return True
-    return False
+    # The proposal must stand where the quote stood: framed by the old prefix and by the old suffix.
+    return any(_framed(new_text, s, s + len(proposed), anchor) for s in _occurrences(new_text, proposed))
+
+
+def _framed(text: str, start: int, end: int, anchor: Anchor) -> bool:
+    before = not anchor.prefix or _context_score(text, start, end, anchor.prefix, "") >= 0.5
+    after = not anchor.suffix or _context_score(text, start, end, "", anchor.suffix) >= 0.5
+    return before and after

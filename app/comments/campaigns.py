@@ -13,8 +13,8 @@ SHINGLE_WORDS = 3
 
 
 def normalise(text: str) -> str:
-    """Lowercase, strip accents' combining marks, punctuation and extra spaces, so trivial edits vanish."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    """Fold case and Unicode forms, drop punctuation and extra spaces, so trivial edits vanish."""
+    text = unicodedata.normalize("NFKC", text).casefold()
     text = re.sub(r"[^\w\s]", " ", text)
     return re.sub(r"\s+", " ", text).strip()
 
@@ -35,7 +35,9 @@ def _signature(parts: set[str]) -> MinHash:
 def campaign_groups(texts: dict[int, str], similarity: float = SIMILARITY) -> dict[int, int]:
     """Map each comment id that has near-duplicates to its group's id (the smallest id in the group)."""
     signatures = {cid: _signature(parts) for cid, text in texts.items() if (parts := shingles(text))}
-    lsh = MinHashLSH(threshold=similarity, num_perm=PERMUTATIONS)
+    # LSH only proposes candidates: a lower threshold there catches pairs near the limit, and the
+    # estimated similarity below decides.
+    lsh = MinHashLSH(threshold=similarity * 0.6, num_perm=PERMUTATIONS)
     for cid, signature in signatures.items():
         lsh.insert(cid, signature)
     parent = {cid: cid for cid in signatures}
