@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
-export FLASK_APP := wsgi:app
+export FLASK_APP := app:create_app
 
 .PHONY: run test setup install assets translations db browser lint messages bench clean
 

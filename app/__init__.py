@@ -39,10 +39,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.comments import intake
     from app.comments.views import bp as comments_bp
     from app.drafting.views import bp as drafting_bp
+    from app.search import service as search_service
+    from app.search.views import bp as search_bp
 
-    for blueprint in (accounts_bp, drafting_bp, comments_bp, audit_bp, api_bp):
+    for blueprint in (accounts_bp, drafting_bp, comments_bp, search_bp, audit_bp, api_bp):
         app.register_blueprint(blueprint)
     intake.configure(int(app.config["INTAKE_CONCURRENCY"]))
+    search_service.init_app(app)
     csrf.exempt(api_bp)
     web.init_app(app)
 

@@ -107,6 +107,21 @@ def register_cli(app: Flask) -> None:
             raise SystemExit(1)
         click.echo(f"Publication log verified: {report.entries} entries, chain intact.")
 
+    search = click.Group("search", help="The search index.")
+    app.cli.add_command(search)
+
+    @search.command("reindex")
+    def search_reindex() -> None:
+        """Rebuild the whole search index from the database (safe to run at any time)."""
+        from app.search.indexer import reindex_chunks, reindex_everything
+        from app.search.service import backend_for
+
+        backend = backend_for(app)
+        chunks = reindex_chunks(db.session)
+        with click.progressbar(chunks, label="Indexing", file=sys.stderr) as bar:
+            count = reindex_everything(db.session, backend, bar)
+        click.echo(f"Indexed {count} sources with the {backend.name} backend.")
+
     @app.cli.command("serve")
     @click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"))
     @click.option("--port", default=lambda: int(os.environ.get("PORT", "5000")), type=int)
@@ -120,5 +135,8 @@ def register_cli(app: Flask) -> None:
         WSGIRequestHandler.disable_nagle_algorithm = True
         # Flask refuses app.run() from inside its CLI; this command is meant to serve, so allow it.
         os.environ.pop("FLASK_RUN_FROM_CLI", None)
+        from app.search.indexer import indexer
+
+        indexer.start_serving(app)
         click.echo(f"Accord is serving on http://{host}:{port}")
         socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, use_reloader=False, log_output=False)

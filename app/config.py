@@ -29,6 +29,7 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "SOCKETIO_MESSAGE_QUEUE": _env("SOCKETIO_MESSAGE_QUEUE"),
         "SEARCH_INDEX_DIR": _env("SEARCH_INDEX_DIR", str(INSTANCE / "search-index")),
+        "SEARCH_BACKEND": _env("SEARCH_BACKEND", "auto"),
         # The 2 MB limit on Markdown is checked on the decoded text; URL-encoding can make one character
         # up to 6 bytes on the wire, so the request caps leave room for that.
         "MAX_CONTENT_LENGTH": 6 * 2 * 1024 * 1024 + 64 * 1024,

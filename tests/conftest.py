@@ -106,6 +106,8 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
             "WTF_CSRF_ENABLED": False,
             "SECRET_KEY": "test-secret",
             "SEARCH_INDEX_DIR": str(tmp_path / "index"),
+            # Tests drain the search queue themselves (indexer.drain) unless they start the thread.
+            "SEARCH_INDEXER_THREAD": False,
             "SERVER_NAME": "accord.test",
         }
     )

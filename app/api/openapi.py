@@ -162,6 +162,60 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/search": {
+                "get": {
+                    "summary": "Full-text search over versions, working texts and comments that you may see",
+                    "operationId": "search",
+                    "parameters": [
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "maxLength": 1000},
+                            "description": 'Words, "quoted phrases", AND, OR, NOT, and a trailing * for prefixes',
+                        },
+                        *[
+                            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+                            for name in (
+                                "code",
+                                "clause",
+                                "kind",
+                                "category",
+                                "comment_type",
+                                "disposition",
+                                "from",
+                                "to",
+                            )
+                        ],
+                        *[
+                            {
+                                "name": name,
+                                "in": "query",
+                                "required": False,
+                                "schema": {"type": "integer", "minimum": 1},
+                            }
+                            for name in ("version", "page", "per_page")
+                        ],
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "total": {"type": "integer"},
+                                    "page": {"type": "integer"},
+                                    "per_page": {"type": "integer"},
+                                    "facets": {"type": "object"},
+                                    "hits": {"type": "array", "items": {"type": "object"}},
+                                },
+                                "required": ["total", "hits", "facets"],
+                            },
+                            "Hits with highlighted snippets, and facet counts over everything you may see",
+                        ),
+                        "422": _json(_ref("Error"), "A query that cannot be searched, or an unknown filter"),
+                    },
+                }
+            },
             "/api/v1/publication-log": {
                 "get": {
                     "summary": "The hash-chained publication log, verified on the server",

@@ -189,7 +189,13 @@ def test_every_step_downgrades_and_upgrades_again(migration_app):
 def test_the_migrated_schema_matches_the_models(migration_app):
     upgrade(directory=MIGRATIONS, revision="head")
 
+    def include_object(obj, name, type_, reflected, compare_to):
+        # The PostgreSQL search backend's generated tsvector column and its GIN index exist only in the
+        # database (added by the migration), not in the portable models.
+        return name not in {"tsv", "ix_search_documents_tsv"}
+
     with db.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), db.metadata)
+        context = MigrationContext.configure(connection, opts={"include_object": include_object})
+        differences = compare_metadata(context, db.metadata)
 
     assert differences == []

@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 def server_env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "FLASK_APP": "wsgi:app", "DATABASE_URL": database_url, "SECRET_KEY": "live-test-secret"}
+    env = {**os.environ, "FLASK_APP": "app:create_app", "DATABASE_URL": database_url, "SECRET_KEY": "live-test-secret"}
     env.update(extra)
     return env
 

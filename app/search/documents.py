@@ -1,0 +1,131 @@
+"""Turn versions, working texts and comments into search documents, each with its audience."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.comments.models import Comment, Visibility
+from app.drafting.clauses import split_clauses
+from app.drafting.models import Code, Version
+
+PUBLIC = "public"
+
+
+def group_audience(group_id: int) -> str:
+    return f"group-{group_id}"
+
+
+@dataclass(frozen=True)
+class SearchDocument:
+    id: str
+    source: str
+    kind: str  # "version", "working" or "comment"
+    code: str
+    code_title: str
+    version: int | None
+    clause: str | None
+    title: str
+    content: str
+    language: str
+    audience: str
+    date: dt.datetime
+    url: str
+    category: str | None = None
+    comment_type: str | None = None
+    disposition: str | None = None
+
+
+def version_documents(version: Version) -> Iterator[SearchDocument]:
+    code = version.code
+    audience = PUBLIC if version.is_published else group_audience(code.working_group_id)
+    for clause in version.clauses:
+        yield SearchDocument(
+            id=f"version:{version.id}:{clause.key}",
+            source=f"version:{version.id}",
+            kind="version",
+            code=code.slug,
+            code_title=code.title,
+            version=version.number,
+            clause=clause.key,
+            title=clause.heading or code.title,
+            content=clause.markdown,
+            language=code.language,
+            audience=audience,
+            date=version.published_at or version.created_at,
+            url=f"/codes/{code.slug}/v{version.number}#{clause.key}",
+        )
+
+
+def working_documents(code: Code) -> Iterator[SearchDocument]:
+    for clause in split_clauses(code.working_text, strict=False):
+        yield SearchDocument(
+            id=f"code:{code.id}:{clause.key}",
+            source=f"code:{code.id}",
+            kind="working",
+            code=code.slug,
+            code_title=code.title,
+            version=None,
+            clause=clause.key,
+            title=clause.heading or code.title,
+            content=clause.markdown,
+            language=code.language,
+            audience=group_audience(code.working_group_id),
+            date=code.updated_at,
+            url=f"/codes/{code.slug}/working#{clause.key}",
+        )
+
+
+def comment_documents(comment: Comment) -> Iterator[SearchDocument]:
+    if comment.is_withdrawn:
+        return
+    code, version = comment.code, comment.version
+    public = comment.visibility == Visibility.PUBLIC and version.is_published
+    parts = [comment.quote, comment.body, comment.proposed_text or ""]
+    yield SearchDocument(
+        id=f"comment:{comment.id}",
+        source=f"comment:{comment.id}",
+        kind="comment",
+        code=code.slug,
+        code_title=code.title,
+        version=version.number,
+        clause=comment.clause_key,
+        title=f"#{comment.id} · {comment.clause_key}",
+        content="\n\n".join(part for part in parts if part),
+        language=code.language,
+        audience=PUBLIC if public else group_audience(code.working_group_id),
+        date=comment.created_at,
+        url=f"/comments/{comment.parent_id or comment.id}#comment-{comment.id}",
+        category=comment.author_category.value,
+        comment_type=comment.type.value,
+        disposition=comment.disposition.value if comment.disposition else "open",
+    )
+
+
+def documents_for(session: Session, source: str) -> list[SearchDocument] | None:
+    """Return the documents a source stands for now, or None when the source no longer exists."""
+    kind, _, raw_id = source.partition(":")
+    if not raw_id.isdigit():
+        return None
+    if kind == "version":
+        version = session.get(Version, int(raw_id))
+        return list(version_documents(version)) if version else None
+    if kind == "code":
+        code = session.get(Code, int(raw_id))
+        return list(working_documents(code)) if code else None
+    if kind == "comment":
+        comment = session.get(Comment, int(raw_id))
+        return list(comment_documents(comment)) if comment else None
+    return None
+
+
+def all_sources(session: Session) -> list[str]:
+    """Every source there is, for a full rebuild."""
+    sources = [f"version:{i}" for i in session.scalars(select(Version.id))]
+    sources += [f"code:{i}" for i in session.scalars(select(Code.id))]
+    sources += [f"comment:{i}" for i in session.scalars(select(Comment.id))]
+    return sources

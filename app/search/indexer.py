@@ -1,0 +1,161 @@
+"""Keep the index in step with the database: queue changes in their own transaction, apply them in one thread.
+
+A change to a version, a comment or a working text adds a row to `search_queue` in the same transaction
+(so a crash can lose no pending index update); after the commit the indexer thread wakes, reads the queue,
+rebuilds the documents of each changed source from the database and replaces them in the backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import delete, event, insert, inspect, select
+from sqlalchemy.orm import Session
+
+from app.comments.models import Comment
+from app.db import db
+from app.drafting.models import Code, Version
+from app.search.documents import all_sources, documents_for
+from app.search.models import SearchQueueItem
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+def _source_of(obj: Any) -> str | None:
+    if isinstance(obj, Version):
+        return f"version:{obj.id}"
+    if isinstance(obj, Comment):
+        return f"comment:{obj.id}"
+    if isinstance(obj, Code):
+        # Only the working text matters for the index; a status change does not.
+        history = inspect(obj).attrs.working_text.history
+        if obj in inspect(obj).session.new or history.has_changes():  # type: ignore[union-attr]
+            return f"code:{obj.id}"
+    return None
+
+
+@event.listens_for(Session, "after_flush")
+def _queue_changes(session: Session, flush_context: Any) -> None:
+    sources = {
+        source for obj in (*session.new, *session.dirty, *session.deleted) if (source := _source_of(obj)) is not None
+    }
+    if not sources:
+        return
+    session.connection().execute(insert(SearchQueueItem), [{"source": s} for s in sorted(sources)])
+    session.info["search_queued"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_indexer(session: Session) -> None:
+    if session.info.pop("search_queued", False):
+        indexer.wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_queued(session: Session) -> None:
+    session.info.pop("search_queued", None)
+
+
+class Indexer:
+    """One thread per process that drains the queue into the backend."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._app: Flask | None = None
+        self._backend_factory: Callable[[], Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.batches = 0
+
+    def init_app(self, app: Flask, backend_factory: Callable[[], Any]) -> None:
+        self._app = app
+        self._backend_factory = backend_factory
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="search-indexer", daemon=True)
+                self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+        if self._thread is None and self._app is not None and self._app.config.get("SEARCH_INDEXER_THREAD"):
+            self.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            if self._app is None or not self._app.config.get("SEARCH_INDEXER_THREAD"):
+                continue
+            try:
+                while self.drain() == BATCH:
+                    pass
+            except Exception:
+                log.exception("search indexing failed; the queue keeps the changes for the next attempt")
+
+    def drain(self, app: Flask | None = None) -> int:
+        """Apply up to one batch of queued changes; return how many queue rows were handled."""
+        app = app or self._app
+        assert app is not None
+        assert self._backend_factory is not None
+        with app.app_context():
+            session = Session(db.engine)
+            try:
+                query = select(SearchQueueItem).order_by(SearchQueueItem.id).limit(BATCH)
+                if db.engine.dialect.name == "postgresql":
+                    # Several processes may drain at once; each takes rows the others have not locked.
+                    query = query.with_for_update(skip_locked=True)
+                items = list(session.scalars(query))
+                if not items:
+                    session.rollback()
+                    return 0
+                sources = {item.source for item in items}
+                documents = {source: documents_for(session, source) or [] for source in sources}
+                self._backend_factory().replace_sources(documents)
+                session.execute(delete(SearchQueueItem).where(SearchQueueItem.id.in_([i.id for i in items])))
+                session.commit()
+                self.batches += 1
+                return len(items)
+            finally:
+                session.close()
+
+    def start_serving(self, app: Flask) -> None:
+        """Start indexing in this process; queue a full rebuild if the index is empty (say, deleted)."""
+        if not app.config.get("SEARCH_INDEXER_THREAD"):
+            return
+        with app.app_context():
+            if self._backend_factory is not None and self._backend_factory().is_empty:
+                sources = all_sources(db.session)
+                if sources:
+                    db.session.execute(insert(SearchQueueItem), [{"source": s} for s in sources])
+                    db.session.commit()
+        self.start()
+        self.wake()
+
+
+indexer = Indexer()
+
+
+def reindex_chunks(session: Session) -> list[list[str]]:
+    """Every source in the database, in chunks of 200, for a full rebuild."""
+    sources = all_sources(session)
+    return [sources[start : start + 200] for start in range(0, len(sources), 200)]
+
+
+def reindex_everything(session: Session, backend: Any, chunks: Iterable[list[str]] | None = None) -> int:
+    """Rebuild the whole index from the database; return how many sources were indexed.
+
+    Pass `chunks` (from `reindex_chunks`, perhaps wrapped in a progress bar) to watch it go.
+    """
+    backend.clear()
+    count = 0
+    for chunk in chunks if chunks is not None else reindex_chunks(session):
+        backend.replace_sources({source: documents_for(session, source) or [] for source in chunk})
+        count += len(chunk)
+    return count

@@ -1,0 +1,113 @@
+"""The search request, its answer, and the query language both backends share.
+
+Queries are parsed once with whoosh's parser (quoted phrases, AND/OR/NOT, trailing * for prefixes) into a
+small tree that each backend compiles: whoosh uses it directly, PostgreSQL compiles it to a tsquery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from whoosh import query as wq
+from whoosh.fields import TEXT, Schema
+from whoosh.qparser import QueryParser
+
+MAX_QUERY_CHARS = 1000
+MAX_PAGE = 500
+FACETS = ("kind", "code", "category", "comment_type", "disposition")
+KINDS = ("version", "working", "comment")
+
+
+class QueryError(ValueError):
+    """A query a person wrote that cannot be searched; the message says why, in their terms."""
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    text: str
+    # None means every audience (site admins); otherwise "public" and the viewer's "group-<id>" values.
+    audiences: tuple[str, ...] | None
+    code: str | None = None
+    version: int | None = None
+    clause: str | None = None
+    kind: str | None = None
+    category: str | None = None
+    comment_type: str | None = None
+    disposition: str | None = None
+    date_from: dt.datetime | None = None
+    date_to: dt.datetime | None = None
+    page: int = 1
+    per_page: int = 20
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    kind: str
+    code: str
+    code_title: str
+    version: int | None
+    clause: str | None
+    title: str
+    url: str
+    snippet_html: str
+    date: dt.datetime
+    category: str | None = None
+    disposition: str | None = None
+
+
+@dataclass
+class SearchResults:
+    total: int
+    hits: list[Hit]
+    facets: dict[str, dict[str, int]] = field(default_factory=dict)
+    page: int = 1
+    per_page: int = 20
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+# A plain field (tokenised and lowercased, not stemmed); each backend stems for the document's language.
+_parser = QueryParser("text", Schema(text=TEXT(phrase=True)))
+
+
+def check_request(request: SearchRequest) -> None:
+    """Refuse requests that cannot be served, with a sentence a person understands.
+
+    Raises:
+        QueryError: for an empty or over-long query, an unknown kind or an absurd page.
+    """
+    if not request.text.strip():
+        raise QueryError("Type something to search for.")
+    if len(request.text) > MAX_QUERY_CHARS:
+        raise QueryError(f"A search can be at most {MAX_QUERY_CHARS} characters long.")
+    if request.kind and request.kind not in KINDS:
+        raise QueryError("Search in version text, working text or comments.")
+    if not 1 <= request.page <= MAX_PAGE or not 1 <= request.per_page <= 100:
+        raise QueryError(f"Pages run from 1 to {MAX_PAGE}, with 1 to 100 results each.")
+
+
+def parse(text: str) -> wq.Query:
+    """Parse a query into whoosh's tree over the field `text`.
+
+    Raises:
+        QueryError: when nothing searchable is left, or for a wildcard that is not at the end of a word.
+    """
+    try:
+        tree = _parser.parse(text)
+    except Exception as error:  # whoosh's parser raises assorted errors on odd input
+        raise QueryError("The search could not be understood. Check quotes and brackets.") from error
+    tree = tree.normalize()
+    if tree is wq.NullQuery or not list(tree.leaves()):
+        raise QueryError("The search could not be understood. Check quotes and brackets.")
+    for leaf in tree.leaves():
+        if isinstance(leaf, wq.Every):
+            raise QueryError("Give at least two letters before a *.")
+        if isinstance(leaf, wq.Wildcard) and not isinstance(leaf, wq.Prefix):
+            raise QueryError("A * can only end a word, as in opt*.")
+        if isinstance(leaf, (wq.Prefix, wq.Wildcard)) and len(str(leaf.text).rstrip("*")) < 2:
+            raise QueryError("Give at least two letters before a *.")
+    return tree
