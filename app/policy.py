@@ -35,6 +35,13 @@ WRITERS = frozenset({Role.CHAIR, Role.VICE_CHAIR, Role.EDITOR})
 READERS = frozenset(Role)
 
 
+def working_text_access(role: Role | None, is_admin: bool) -> tuple[bool, bool]:
+    """Return (may read, may change) a working text for a group role; the rule `can()` applies too."""
+    if is_admin:
+        return True, True
+    return role in READERS, role in WRITERS
+
+
 def _user(user: Any) -> User | None:
     return user if isinstance(user, User) else None
 
@@ -74,13 +81,15 @@ def can(user: Any, action: Action, obj: Any = None) -> bool:
             return role in CHAIRS
         case Action.CUT_VERSION | Action.PUBLISH_VERSION:
             return role in CHAIRS
-        case Action.VIEW_GROUP | Action.VIEW_WORKING_TEXT | Action.VIEW_GROUP_COMMENTS:
+        case Action.VIEW_WORKING_TEXT:
+            return working_text_access(role, False)[0]
+        case Action.VIEW_GROUP | Action.VIEW_GROUP_COMMENTS:
             return role in READERS
         case Action.COMMENT:
             # Any registered person who can read the version may comment, except observers, who write nothing.
             return account is not None and role != Role.OBSERVER and (bool(obj.is_published) or role in READERS)
         case Action.EDIT_WORKING_TEXT:
-            return role in WRITERS
+            return working_text_access(role, False)[1]
         case Action.VIEW_VERSION:
             return bool(obj.is_published) or role in READERS
         case Action.VIEW_CODE:

@@ -18,6 +18,8 @@ from typing import Any
 
 from flask import Flask
 from pycrdt import Doc, merge_updates
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.collab import awareness as awareness_codec
@@ -79,7 +81,8 @@ class CollabHub:
         self.process_id = uuid.uuid4().bytes
         self.rooms: dict[int, Room] = {}
         self._rooms_lock = threading.Lock()
-        self._writes: queue.Queue[_Write | Callable[[Session], None]] = queue.Queue()
+        self._writes: queue.Queue[_Write] = queue.Queue()
+        self._compactions: queue.Queue[int] = queue.Queue()
         self._app: Flask | None = None
         self._emit: Callable[..., Any] | None = None
         self._redis: Any = None
@@ -109,12 +112,21 @@ class CollabHub:
             if self._started:
                 return
             threading.Thread(target=self._write_loop, name="collab-writer", daemon=True).start()
+            threading.Thread(target=self._compact_loop, name="collab-compactor", daemon=True).start()
             threading.Thread(target=self._frame_loop, name="collab-frames", daemon=True).start()
             if self._redis is not None:
                 threading.Thread(target=self._replica_feed_loop, name="collab-feed", daemon=True).start()
             self._started = True
 
     # --- rooms -----------------------------------------------------------------------------------
+
+    def room_by_id(self, session: Session, code_id: int) -> Room | None:
+        """Return a code's room; load it when needed (None if the code is gone)."""
+        room = self.rooms.get(code_id)
+        if room is not None:
+            return room
+        code = session.get(Code, code_id)
+        return self.room(session, code) if code is not None else None
 
     def room(self, session: Session, code: Code) -> Room:
         """Return the code's room, loading its replica from the database the first time."""
@@ -159,7 +171,7 @@ class CollabHub:
                     room.pending_awareness.append(awareness_codec.removal_update(member.clients))
                 empty = not room.members
             if empty:
-                self._writes.put(self._compaction_task(room.code_id))
+                self._compactions.put(room.code_id)
 
     def member(self, code_id: int, sid: str) -> Member | None:
         room = self.rooms.get(code_id)
@@ -178,6 +190,9 @@ class CollabHub:
         """
         with room.lock:
             engine.apply_checked(room.doc, data)
+            # Peers get it in the next frame; the sender's acknowledgement below still waits for the commit.
+            # Should the commit fail, the unacknowledged sender re-sends the update when it reconnects.
+            room.pending_updates.append(data)
         write = _Write(room.code_id, user_id, data)
         self._writes.put(write)
         if not write.done.wait(ACK_TIMEOUT_SECONDS):
@@ -211,26 +226,25 @@ class CollabHub:
 
     # --- threads ---------------------------------------------------------------------------------
 
+    def _own_engine(self) -> Engine:
+        """A one-connection engine for a background thread, so request threads can never starve it."""
+        assert self._app is not None
+        with self._app.app_context():
+            return create_engine(db.engine.url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+
     def _write_loop(self) -> None:
+        engine = self._own_engine()
         while True:
-            first = self._writes.get()
-            batch = [first]
+            batch = [self._writes.get()]
             while len(batch) < WRITE_BATCH:
                 try:
                     batch.append(self._writes.get_nowait())
                 except queue.Empty:
                     break
-            writes = [item for item in batch if isinstance(item, _Write)]
-            tasks = [item for item in batch if not isinstance(item, _Write)]
-            assert self._app is not None
-            with self._app.app_context():
-                if writes:
-                    self._commit(writes)
-                for task in tasks:
-                    self._run_task(task)
+            self._commit(engine, batch)
 
-    def _commit(self, writes: list[_Write]) -> None:
-        session = Session(db.engine)
+    def _commit(self, engine: Engine, writes: list[_Write]) -> None:
+        session = Session(engine)
         try:
             for write in writes:
                 store.append(session, write.code_id, write.data, write.user_id)
@@ -251,7 +265,6 @@ class CollabHub:
             room = self.rooms.get(write.code_id)
             if room is not None:
                 with room.lock:
-                    room.pending_updates.append(write.data)
                     room.since_compaction += 1
                     due = room.since_compaction >= COMPACT_AFTER_UPDATES or (
                         time.monotonic() - room.last_compaction > COMPACT_AFTER_SECONDS
@@ -259,29 +272,33 @@ class CollabHub:
                 if due:
                     room.since_compaction = 0
                     room.last_compaction = time.monotonic()
-                    self._writes.put(self._compaction_task(write.code_id))
+                    self._compactions.put(write.code_id)
             self._feed_replicas(write.code_id, write.data)
 
-    def _compaction_task(self, code_id: int) -> Callable[[Session], None]:
-        def compact(session: Session) -> None:
-            code = session.get(Code, code_id)
-            if code is not None and store.compact(session, code) is not None:
-                session.commit()
-                self.stats["compactions"] += 1
-            else:
-                session.rollback()
-
-        return compact
-
-    def _run_task(self, task: Callable[[Session], None]) -> None:
-        session = Session(db.engine)
-        try:
-            task(session)
-        except Exception:
-            session.rollback()
-            log.exception("co-editing background task failed")
-        finally:
-            session.close()
+    def _compact_loop(self) -> None:
+        # Compaction rebuilds a document from the database: seconds of work at worst, kept off the writer.
+        engine = self._own_engine()
+        while True:
+            code_ids = {self._compactions.get()}
+            while True:
+                try:
+                    code_ids.add(self._compactions.get_nowait())
+                except queue.Empty:
+                    break
+            for code_id in code_ids:
+                session = Session(engine)
+                try:
+                    code = session.get(Code, code_id)
+                    if code is not None and store.compact(session, code) is not None:
+                        session.commit()
+                        self.stats["compactions"] += 1
+                    else:
+                        session.rollback()
+                except Exception:
+                    session.rollback()
+                    log.exception("could not compact the working text of code %s", code_id)
+                finally:
+                    session.close()
 
     def _frame_loop(self) -> None:
         # One sender: every update and presence frame leaves from this thread, merged per room.
