@@ -12,15 +12,20 @@ def read_clients(update: bytes) -> dict[int, tuple[int, bool]]:
         ValueError: when the bytes are not an awareness update.
     """
     decoder = Decoder(update)
-    count = decoder.read_var_uint()
-    if count > 1000:
-        raise ValueError("too many clients in one awareness update")
     clients: dict[int, tuple[int, bool]] = {}
-    for _ in range(count):
-        client_id = decoder.read_var_uint()
-        clock = decoder.read_var_uint()
-        state = decoder.read_var_string()
-        clients[client_id] = (clock, state not in ("", "null"))
+    try:
+        count = decoder.read_var_uint()
+        if count > 1000:
+            raise ValueError("too many clients in one awareness update")
+        for _ in range(count):
+            client_id = decoder.read_var_uint()
+            clock = decoder.read_var_uint()
+            state = decoder.read_var_string()
+            clients[client_id] = (clock, state not in ("", "null"))
+    except (RuntimeError, IndexError) as error:  # pycrdt's decoder raises these on short input
+        raise ValueError("not an awareness update") from error
+    if decoder.length != 0:
+        raise ValueError("not an awareness update: truncated or trailing bytes")
     return clients
 
 

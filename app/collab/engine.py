@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from diff_match_patch import diff_match_patch
-from pycrdt import Doc, Text
+from pycrdt import Doc, Text, merge_updates
 
 TEXT_NAME = "text"
 MAX_UPDATE_BYTES = 256 * 1024
@@ -38,10 +38,11 @@ def text_of(doc: Doc) -> str:
 def doc_from(state: bytes | None, updates: Iterable[bytes] = ()) -> Doc:
     """Rebuild a document from a snapshot state and the updates logged after it (in any order)."""
     doc = new_doc()
-    if state:
-        doc.apply_update(state)
-    for update in updates:
-        doc.apply_update(update)
+    parts = ([state] if state else []) + list(updates)
+    if parts:
+        # One merged update: pycrdt loses structs when several separately applied updates each wait for a
+        # predecessor, and the log's order is arrival order, not causal order.
+        doc.apply_update(parts[0] if len(parts) == 1 else merge_updates(*parts))
     return doc
 
 

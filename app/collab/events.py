@@ -50,7 +50,7 @@ class CollabNamespace(Namespace):
             return _refuse(403, "You may read this working text but not change it.")
         return granted, room
 
-    def on_join(self, data: Any) -> dict[str, Any]:
+    def on_join(self, data: Any = None) -> dict[str, Any]:
         authorised = self._authorise(data, write=False)
         if isinstance(authorised, dict):
             return authorised
@@ -80,13 +80,13 @@ class CollabNamespace(Namespace):
             "user": {"id": granted.user_id, "name": name},
         }
 
-    def on_leave(self, data: Any) -> dict[str, Any]:
+    def on_leave(self, data: Any = None) -> dict[str, Any]:
         if isinstance(data, dict) and isinstance(data.get("code"), int):
             leave_room(room_name(data["code"]))
         hub.leave(request.sid)  # type: ignore[attr-defined]
         return {"ok": True}
 
-    def on_update(self, data: Any) -> dict[str, Any]:
+    def on_update(self, data: Any = None) -> dict[str, Any]:
         authorised = self._authorise(data, write=True)
         if isinstance(authorised, dict):
             return authorised
@@ -102,7 +102,7 @@ class CollabNamespace(Namespace):
             return _refuse(503, "The change could not be saved in time; it will be sent again.")
         return {"ok": True}
 
-    def on_awareness(self, data: Any) -> dict[str, Any]:
+    def on_awareness(self, data: Any = None) -> dict[str, Any]:
         authorised = self._authorise(data, write=False)
         if isinstance(authorised, dict):
             return authorised

@@ -154,8 +154,9 @@ class CollabHub:
     def join(self, room: Room, member: Member, client_state_vector: bytes | None) -> tuple[bytes, bytes, list[bytes]]:
         """Add a member; return (update the client misses, server state vector, others' awareness)."""
         with room.lock:
-            room.members[member.sid] = member
+            # Decode first: a join refused for a bad state vector must not make the connection a member.
             missing = room.doc.get_update(client_state_vector) if client_state_vector else room.doc.get_update()
+            room.members[member.sid] = member
             state_vector = room.doc.get_state()
             others = [m.last_awareness for m in room.members.values() if m.last_awareness and m.sid != member.sid]
         return missing, state_vector, others

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pycrdt import Doc
+from pycrdt import Doc, get_update, merge_updates
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -40,16 +40,25 @@ class Loaded:
     doc: Doc
     generation: int
     update_ids: list[int]
+    merged: bytes = b""
 
 
 def load(session: Session, code: Code) -> Loaded:
     """Rebuild the working text's document from its snapshot and every logged update."""
-    row = ensure_document(session, code)
-    updates = session.execute(
-        select(CollabUpdate.id, CollabUpdate.data).where(CollabUpdate.code_id == code.id).order_by(CollabUpdate.id)
-    ).all()
-    doc = engine.doc_from(row.state, (data for _, data in updates))
-    return Loaded(doc, row.generation, [update_id for update_id, _ in updates])
+    ensure_document(session, code)
+    while True:
+        generation, state = session.execute(
+            select(CollabDocument.generation, CollabDocument.state).where(CollabDocument.code_id == code.id)
+        ).one()
+        updates = session.execute(
+            select(CollabUpdate.id, CollabUpdate.data).where(CollabUpdate.code_id == code.id).order_by(CollabUpdate.id)
+        ).all()
+        # A compaction that committed between the two reads folded rows into a snapshot not read here: retry.
+        if session.scalar(select(CollabDocument.generation).where(CollabDocument.code_id == code.id)) == generation:
+            break
+    datas = [data for _, data in updates]
+    doc = engine.doc_from(state, datas)
+    return Loaded(doc, generation, [update_id for update_id, _ in updates], merge_updates(state, *datas))
 
 
 def current_text(session: Session, code: Code) -> str:
@@ -71,10 +80,13 @@ def compact(session: Session, code: Code) -> str | None:
     """
     loaded = load(session, code)
     text = engine.text_of(loaded.doc)
+    # Updates still waiting for a predecessor are not in the document's own state: carry them over.
+    waiting = get_update(loaded.merged, loaded.doc.get_state())
+    snapshot = merge_updates(loaded.doc.get_update(), waiting)
     replaced = session.execute(
         update(CollabDocument)
         .where(CollabDocument.code_id == code.id, CollabDocument.generation == loaded.generation)
-        .values(state=loaded.doc.get_update(), generation=loaded.generation + 1, compacted_at=utcnow())
+        .values(state=snapshot, generation=loaded.generation + 1, compacted_at=utcnow())
     )
     if replaced.rowcount != 1:
         return None

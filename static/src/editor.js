@@ -87,7 +87,8 @@ export function startEditor(root) {
   }
 
   function flush() {
-    if (!queued.length || !joined || !socket.connected) return;
+    // One update in flight at a time: the server then applies this client's updates in the order typed.
+    if (!queued.length || !joined || !socket.connected || unacked) return;
     const update = queued.length === 1 ? queued[0] : Y.mergeUpdates(queued);
     queued = [];
     unacked += 1;
@@ -99,6 +100,7 @@ export function startEditor(root) {
         if (answer && answer.status === 403) status.textContent = answer.error;
       }
       showStatus();
+      flush();
     });
     showStatus();
   }
