@@ -2,30 +2,78 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, has_request_context, jsonify, render_template, request
+from flask_babel import LazyString, format_decimal
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
+# A message: plain text, or a lazy translation that becomes text in the reader's language when used.
+Text = str | LazyString
+
+
+def _gettext_or_english(string: str, **variables: Any) -> str:
+    # Outside a request (CLI, background threads, tests calling services directly) there is no reader and
+    # no locale to choose: answer in English rather than let the locale selector fail without a request.
+    if has_request_context():
+        return _(string, **variables)
+    return string % variables if variables else string
+
+
+def lazy_gettext(string: str, **variables: Any) -> LazyString:
+    """Like `flask_babel.lazy_gettext` (import it as `_l`, which `make messages` extracts): translated into
+    the request's language each time it is turned into text, and English outside a request."""
+    return LazyString(_gettext_or_english, string, **variables)
+
+
+def lazy_number(number: int) -> LazyString:
+    """A whole number with the reader's digit grouping (20,000 in English, 20 000 in Swedish), for a placeholder."""
+    return LazyString(lambda: format_decimal(number) if has_request_context() else f"{number:,}")
+
+
+def lazy_join(separator: str, parts: Iterable[Text]) -> LazyString:
+    """Messages joined into one, each translated when the whole is turned into text."""
+    items = list(parts)
+    return LazyString(lambda: separator.join(str(part) for part in items))
+
 
 class DomainError(Exception):
-    """A rule of the domain refused an action; `status` is the HTTP status that says so."""
+    """A rule of the domain refused an action; `status` is the HTTP status that says so.
+
+    `message` and `field_errors` may be given as lazy translations; they are read back as plain `str` in the
+    current reader's language, so they can go straight into JSON, flash messages, form errors and logs.
+    """
 
     status = 400
 
-    def __init__(self, message: str, *, field_errors: dict[str, str] | None = None) -> None:
+    def __init__(self, message: Text, *, field_errors: Mapping[str, Text] | None = None) -> None:
         super().__init__(message)
-        self.message = message
-        self.field_errors = field_errors or {}
+        self._message = message
+        self._field_errors = dict(field_errors or {})
+
+    @property
+    def message(self) -> str:
+        return str(self._message)
+
+    @property
+    def field_errors(self) -> dict[str, str]:
+        return {name: str(text) for name, text in self._field_errors.items()}
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
 
 
 class NotFound(DomainError):
     status = 404
 
-    def __init__(self, message: str = "") -> None:
+    def __init__(self, message: Text = "") -> None:
         # One body for "missing" and "hidden", so an unpublished version cannot be told from none.
-        super().__init__(message or "Page not found.")
+        super().__init__(message or lazy_gettext("Page not found."))
 
 
 class Forbidden(DomainError):
@@ -53,7 +101,7 @@ class Unavailable(DomainError):
 
     status = 503
 
-    def __init__(self, message: str, retry_after: int = 2) -> None:
+    def __init__(self, message: Text, retry_after: int = 2) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
@@ -66,7 +114,8 @@ def wants_json() -> bool:
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
 
 
-def _respond(status: int, title: str, message: str, extra: dict[str, Any] | None = None) -> Response:
+def _respond(status: int, title: str, message: Text, extra: dict[str, Any] | None = None) -> Response:
+    message = str(message)  # plain text before it reaches JSON or the template
     if wants_json():
         body: dict[str, Any] = {"error": title, "message": message, "status": status}
         body.update(extra or {})

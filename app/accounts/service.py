@@ -15,6 +15,7 @@ from app.accounts.models import Invitation, Membership, Role, StakeholderCategor
 from app.audit.service import record_event
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.errors import lazy_gettext as _l
 from app.outbox.service import queue_message
 from app.policy import Action, require
 
@@ -36,7 +37,7 @@ def normalise_email(email: str) -> str:
 
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        message = f"Use a password of at least {MIN_PASSWORD_LENGTH} characters."
+        message = _l("Use a password of at least %(count)d characters.", count=MIN_PASSWORD_LENGTH)
         raise ValidationFailed(message, field_errors={"password": message})
 
 
@@ -67,11 +68,11 @@ def register_user(
     try:
         category = StakeholderCategory(category)
     except ValueError as error:
-        raise ValidationFailed("Choose a stakeholder category from the list.") from error
+        raise ValidationFailed(_l("Choose a stakeholder category from the list.")) from error
     if not display_name.strip():
-        raise ValidationFailed("Enter the name to show with your contributions.")
+        raise ValidationFailed(_l("Enter the name to show with your contributions."))
     if find_user_by_email(session, address):
-        raise Conflict("An account with this email address already exists. Log in instead.")
+        raise Conflict(_l("An account with this email address already exists. Log in instead."))
     user = User(
         email=address,
         password_hash=generate_password_hash(password),
@@ -104,7 +105,7 @@ def change_password(session: Session, user: User, current: str, new: str) -> Non
         ValidationFailed: when the current password is wrong or the new one too short.
     """
     if not check_password_hash(user.password_hash, current):
-        message = "The current password is not correct."
+        message = _l("The current password is not correct.")
         raise ValidationFailed(message, field_errors={"current_password": message})
     _check_password(new)
     user.password_hash = generate_password_hash(new)
@@ -119,9 +120,9 @@ def create_working_group(session: Session, actor: User, *, slug: str, name: str)
         Forbidden: when the actor is not a site admin.
         Conflict: when the slug is taken.
     """
-    require(actor, Action.CREATE_WORKING_GROUP, reason="Only site admins create working groups.")
+    require(actor, Action.CREATE_WORKING_GROUP, reason=_l("Only site admins create working groups."))
     if session.scalars(select(WorkingGroup).where(WorkingGroup.slug == slug)).first():
-        raise Conflict(f"A working group with the short name '{slug}' already exists.")
+        raise Conflict(_l("A working group with the short name '%(slug)s' already exists.", slug=slug))
     group = WorkingGroup(slug=slug, name=name.strip())
     session.add(group)
     session.flush()
@@ -149,19 +150,19 @@ def set_role(session: Session, actor: User | None, group: WorkingGroup, user: Us
         ValidationFailed: for an unknown role, or a change that would leave the group without a chair.
     """
     if actor is not None:
-        require(actor, Action.MANAGE_MEMBERS, group, reason="Only the group's chairs and site admins change roles.")
+        require(actor, Action.MANAGE_MEMBERS, group, reason=_l("Only the group's chairs and site admins change roles."))
     try:
         role = Role(role)
     except ValueError as error:
         raise ValidationFailed(
-            f"'{role}' is not a role; choose chair, vice-chair, editor, member or observer."
+            _l("'%(role)s' is not a role; choose chair, vice-chair, editor, member or observer.", role=role)
         ) from error
     membership = session.scalars(
         select(Membership).where(Membership.user_id == user.id, Membership.working_group_id == group.id)
     ).first()
     previous = membership.role if membership else None
     if previous == Role.CHAIR and role != Role.CHAIR and _chair_count(session, group) <= 1:
-        raise ValidationFailed("A working group needs at least one chair. Appoint another chair first.")
+        raise ValidationFailed(_l("A working group needs at least one chair. Appoint another chair first."))
     if membership is None:
         membership = Membership(user=user, working_group=group, role=role)
         session.add(membership)
@@ -182,14 +183,14 @@ def remove_member(session: Session, actor: User, group: WorkingGroup, user: User
         Forbidden: unless the actor chairs the group or is a site admin.
         ValidationFailed: when it would remove the last chair.
     """
-    require(actor, Action.MANAGE_MEMBERS, group, reason="Only the group's chairs and site admins remove members.")
+    require(actor, Action.MANAGE_MEMBERS, group, reason=_l("Only the group's chairs and site admins remove members."))
     membership = session.scalars(
         select(Membership).where(Membership.user_id == user.id, Membership.working_group_id == group.id)
     ).first()
     if membership is None:
         raise NotFound()
     if membership.role == Role.CHAIR and _chair_count(session, group) <= 1:
-        raise ValidationFailed("A working group needs at least one chair. Appoint another chair first.")
+        raise ValidationFailed(_l("A working group needs at least one chair. Appoint another chair first."))
     session.delete(membership)
     session.flush()
     record_event(session, actor, "membership.removed", "working_group", group.id, user_id=user.id)
@@ -219,11 +220,11 @@ def create_invitation(
         Forbidden: unless the actor chairs the group or is a site admin.
         ValidationFailed: for an unknown role or a bad address.
     """
-    require(actor, Action.INVITE, group, reason="Only the group's chairs and site admins invite people.")
+    require(actor, Action.INVITE, group, reason=_l("Only the group's chairs and site admins invite people."))
     try:
         role = Role(role)
     except ValueError as error:
-        raise ValidationFailed(f"'{role}' is not a role.") from error
+        raise ValidationFailed(_l("'%(role)s' is not a role.", role=role)) from error
     address = normalise_email(email) if email else None
     token = secrets.token_urlsafe(32)
     invitation = Invitation(
@@ -260,9 +261,9 @@ def find_invitation(session: Session, token: str) -> Invitation:
     if invitation is None:
         raise NotFound()
     if invitation.used_at is not None:
-        raise ValidationFailed("This invitation has already been used. Ask the chair for a new link.")
+        raise ValidationFailed(_l("This invitation has already been used. Ask the chair for a new link."))
     if invitation.expires_at < utcnow():
-        raise ValidationFailed("This invitation has expired. Ask the chair for a new link.")
+        raise ValidationFailed(_l("This invitation has expired. Ask the chair for a new link."))
     return invitation
 
 
@@ -274,9 +275,9 @@ def accept_invitation(session: Session, user: User, token: str) -> Membership:
     """
     invitation = find_invitation(session, token)
     if invitation.email and invitation.email != user.email:
-        raise Forbidden("This invitation was made for another email address. Log in with that address.")
+        raise Forbidden(_l("This invitation was made for another email address. Log in with that address."))
     if role_in_group(session, user, invitation.working_group) is not None:
-        raise Conflict("You are already a member of this working group; the invitation was not used.")
+        raise Conflict(_l("You are already a member of this working group; the invitation was not used."))
     # A guarded UPDATE makes two simultaneous acceptances of one link count once.
     claimed = session.execute(
         update(Invitation)
@@ -284,7 +285,7 @@ def accept_invitation(session: Session, user: User, token: str) -> Membership:
         .values(used_at=utcnow(), used_by_id=user.id)
     )
     if claimed.rowcount != 1:
-        raise ValidationFailed("This invitation has already been used. Ask the chair for a new link.")
+        raise ValidationFailed(_l("This invitation has already been used. Ask the chair for a new link."))
     membership = set_role(session, None, invitation.working_group, user, invitation.role)
     record_event(session, user, "invitation.accepted", "invitation", invitation.id)
     return membership

@@ -17,6 +17,7 @@ from app.db import db
 from app.drafting import service
 from app.drafting.models import Code, Version
 from app.errors import Unauthorized, ValidationFailed
+from app.errors import lazy_gettext as _l
 
 bp = Blueprint("api", __name__)
 
@@ -88,7 +89,7 @@ def version_markdown(slug: str, number: int) -> Response:
 def diff(slug: str) -> Response:
     old, new = request.args.get("from", type=int), request.args.get("to", type=int)
     if old is None or new is None:
-        raise ValidationFailed("Give two version numbers as ?from=N&to=M.")
+        raise ValidationFailed(_l("Give two version numbers as ?from=N&to=M."))
     code = service.get_code(db.session, current_user, slug)
     comparison = service.compare_versions(db.session, current_user, code, old, new)
     return jsonify(
@@ -151,19 +152,22 @@ def _versioned(slug: str, number: int) -> Version:
 @bp.post("/api/v1/codes/<slug>/versions/<int:number>/comments")
 def submit_comment(slug: str, number: int) -> tuple[Response, int]:
     if not current_user.is_authenticated:
-        raise Unauthorized("Log in to comment; the API uses the same session cookie as the pages.")
+        raise Unauthorized(_l("Log in to comment; the API uses the same session cookie as the pages."))
     # Requiring JSON keeps cross-site forms out: a browser cannot send it cross-origin without CORS consent.
     if not request.is_json:
         raise UnsupportedMediaType()
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
-        raise ValidationFailed("Send a JSON object.")
+        raise ValidationFailed(_l("Send a JSON object."))
     key = request.headers.get("Idempotency-Key") or payload.get("idempotency_key") or ""
 
     def field(name: str, kind: type, default: Any = None) -> Any:
         value = payload.get(name, default)
         if value is not None and not isinstance(value, kind):
-            raise ValidationFailed(f"'{name}' must be a {kind.__name__}.", field_errors={name: "Wrong type."})
+            raise ValidationFailed(
+                _l("'%(name)s' must be a %(kind)s.", name=name, kind=kind.__name__),
+                field_errors={name: _l("Wrong type.")},
+            )
         return value
 
     submission = comments.Submission(

@@ -17,11 +17,13 @@ from app.collab.hub import Member, Room, hub, room_name
 from app.collab.service import EventAccess, event_access
 from app.db import db
 from app.drafting.models import Code
-from app.errors import NotFound
+from app.errors import NotFound, Text
+from app.errors import lazy_gettext as _l
 
 
-def _refuse(status: int, message: str) -> dict[str, Any]:
-    return {"ok": False, "status": status, "error": message}
+def _refuse(status: int, message: Text) -> dict[str, Any]:
+    # The acknowledgement is serialised as JSON: turn a lazy translation into text in the reader's language.
+    return {"ok": False, "status": status, "error": str(message)}
 
 
 class CollabNamespace(Namespace):
@@ -34,20 +36,25 @@ class CollabNamespace(Namespace):
 
     def _authorise(self, data: Any, *, write: bool) -> tuple[EventAccess, Room] | dict[str, Any]:
         if not isinstance(data, dict):
-            return _refuse(400, "Send an object naming the code.")
+            return _refuse(400, _l("Send an object naming the code."))
         try:
-            granted = event_access(db.session, session.get("_user_id"), data.get("code"))
-            room = hub.room_by_id(db.session, granted.code_id)
+            # The one authorisation query runs on a plain pooled connection (no ORM session, no pre-ping),
+            # given back at once: a handler holding one while it waits for the group commit would starve
+            # the pool. It still runs for every event, so a revoked role applies to the very next one.
+            with hub.auth_connection() as connection:
+                granted = event_access(connection, session.get("_user_id"), data.get("code"))  # type: ignore[arg-type]
+            room = hub.rooms.get(granted.code_id)
+            if room is None:
+                try:
+                    room = hub.room_by_id(db.session, granted.code_id)
+                finally:
+                    db.session.close()
         except NotFound:
-            return _refuse(404, "No working text you may open has that number.")
-        finally:
-            # Give the connection back before any waiting: a handler holding one while it waits for the
-            # group commit would starve the pool.
-            db.session.close()
+            return _refuse(404, _l("No working text you may open has that number."))
         if room is None:
-            return _refuse(404, "No working text you may open has that number.")
+            return _refuse(404, _l("No working text you may open has that number."))
         if write and not granted.can_write:
-            return _refuse(403, "You may read this working text but not change it.")
+            return _refuse(403, _l("You may read this working text but not change it."))
         return granted, room
 
     def on_join(self, data: Any = None) -> dict[str, Any]:
@@ -57,11 +64,14 @@ class CollabNamespace(Namespace):
         granted, room = authorised
         vector = data.get("state_vector")
         if vector is not None and not isinstance(vector, (bytes, bytearray)):
-            return _refuse(400, "The state vector must be binary.")
+            return _refuse(400, _l("The state vector must be binary."))
         try:
-            code = db.session.get(Code, granted.code_id)
-            if code is not None:
-                hub.refresh(db.session, room, code)
+            # Rebuilding the document from the log costs a whole load: only when another process (or a
+            # whole-text write racing the room's first load) may have committed what the replica lacks.
+            if hub.needs_refresh(room):
+                code = db.session.get(Code, granted.code_id)
+                if code is not None:
+                    hub.refresh(db.session, room, code)
             name = current_user.display_name
         finally:
             db.session.close()
@@ -69,7 +79,7 @@ class CollabNamespace(Namespace):
         try:
             missing, server_vector, presence = hub.join(room, member, bytes(vector) if vector else None)
         except ValueError:
-            return _refuse(400, "The state vector could not be decoded.")
+            return _refuse(400, _l("The state vector could not be decoded."))
         join_room(room_name(room.code_id))
         return {
             "ok": True,
@@ -92,14 +102,14 @@ class CollabNamespace(Namespace):
             return authorised
         granted, room = authorised
         if request.sid not in room.members:  # type: ignore[attr-defined]
-            return _refuse(409, "Join the working text before sending changes.")
+            return _refuse(409, _l("Join the working text before sending changes."))
         try:
             update = engine.check_update(data.get("update"))
             hub.receive_update(room, granted.user_id, update)
         except engine.InvalidUpdate as error:
             return _refuse(400, str(error))
         except TimeoutError:
-            return _refuse(503, "The change could not be saved in time; it will be sent again.")
+            return _refuse(503, _l("The change could not be saved in time; it will be sent again."))
         return {"ok": True}
 
     def on_awareness(self, data: Any = None) -> dict[str, Any]:
@@ -109,9 +119,9 @@ class CollabNamespace(Namespace):
         _, room = authorised
         payload = data.get("update")
         if not isinstance(payload, (bytes, bytearray)) or len(payload) > 16 * 1024:
-            return _refuse(400, "A presence update must be binary and at most 16 KB.")
+            return _refuse(400, _l("A presence update must be binary and at most 16 KB."))
         try:
             hub.receive_awareness(room, request.sid, bytes(payload))  # type: ignore[attr-defined]
         except ValueError:
-            return _refuse(400, "The presence update could not be decoded.")
+            return _refuse(400, _l("The presence update could not be decoded."))
         return {"ok": True}

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from app.errors import Unavailable
+from app.errors import lazy_gettext as _l
 
 _slots: threading.BoundedSemaphore | None = None
 _lock = threading.Lock()
@@ -30,7 +31,9 @@ def intake_slot(wait_seconds: float = 2.0) -> Iterator[None]:
         yield
         return
     if not slots.acquire(timeout=wait_seconds):
-        raise Unavailable("Many comments are arriving right now. Your comment was not lost: it is sent again shortly.")
+        raise Unavailable(
+            _l("Many comments are arriving right now. Your comment was not lost: it is sent again shortly.")
+        )
     try:
         yield
     finally:

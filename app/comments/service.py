@@ -32,7 +32,8 @@ from app.comments.models import (
 from app.db import utcnow
 from app.drafting.models import Code, Version
 from app.drafting.rendering import render_fragment
-from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.errors import Conflict, Forbidden, NotFound, Text, ValidationFailed, lazy_join, lazy_number
+from app.errors import lazy_gettext as _l
 from app.outbox.service import queue_message
 from app.policy import Action, can, require
 
@@ -53,11 +54,13 @@ def set_consultation_window(
         Forbidden: unless the actor chairs the code's working group.
         ValidationFailed: when the window closes before it opens, or times lack a time zone.
     """
-    require(actor, Action.MANAGE_CONSULTATION, code, reason="Only the working group's chairs set consultation windows.")
+    require(
+        actor, Action.MANAGE_CONSULTATION, code, reason=_l("Only the working group's chairs set consultation windows.")
+    )
     if opens_at.tzinfo is None or closes_at.tzinfo is None:
-        raise ValidationFailed("Give opening and closing times with a time zone.")
+        raise ValidationFailed(_l("Give opening and closing times with a time zone."))
     if closes_at <= opens_at:
-        raise ValidationFailed("The consultation must close after it opens.")
+        raise ValidationFailed(_l("The consultation must close after it opens."))
     code.consultation_opens_at, code.consultation_closes_at = opens_at, closes_at
     record_event(
         session, actor, "consultation.window_set", "code", code.id,
@@ -170,47 +173,52 @@ def _first_seen(session: Session, author: User, key: str) -> dt.datetime | None:
 
 
 def _validate(version: Version, sub: Submission) -> tuple[anchoring.Anchor, CommentType, Visibility]:
-    errors: dict[str, str] = {}
+    errors: dict[str, Text] = {}
     if not IDEMPOTENCY_KEY.match(sub.idempotency_key or ""):
-        errors["idempotency_key"] = "Send an idempotency key of 8–100 letters, digits, '-', '_', '.' or ':'."
+        errors["idempotency_key"] = _l("Send an idempotency key of 8–100 letters, digits, '-', '_', '.' or ':'.")
     if not sub.body.strip():
-        errors["body"] = "Write your comment."
+        errors["body"] = _l("Write your comment.")
     elif len(sub.body) > MAX_BODY:
-        errors["body"] = f"A comment can be at most {MAX_BODY:,} characters."
+        errors["body"] = _l("A comment can be at most %(count)s characters.", count=lazy_number(MAX_BODY))
     if sub.proposed_text is not None and len(sub.proposed_text) > MAX_PROPOSAL:
-        errors["proposed_text"] = f"Proposed text can be at most {MAX_PROPOSAL:,} characters."
+        errors["proposed_text"] = _l(
+            "Proposed text can be at most %(count)s characters.", count=lazy_number(MAX_PROPOSAL)
+        )
     try:
         kind = CommentType(sub.type)
     except ValueError:
-        errors["type"] = "Choose general, technical or editorial."
+        errors["type"] = _l("Choose general, technical or editorial.")
         kind = CommentType.GENERAL
     try:
         visibility = Visibility(sub.visibility)
     except ValueError:
-        errors["visibility"] = "Choose public or working group only."
+        errors["visibility"] = _l("Choose public or working group only.")
         visibility = Visibility.PUBLIC
     clause = version.clause(sub.clause_key)
     anchor = anchoring.Anchor("", "", "", None, None)
     if clause is None:
-        errors["clause_key"] = "This version has no clause with that key."
+        errors["clause_key"] = _l("This version has no clause with that key.")
     elif sub.start is not None or sub.end is not None:
         try:
             anchor = anchoring.make_anchor(clause.markdown, int(sub.start or 0), int(sub.end or 0))
         except (ValueError, TypeError):
-            errors["start"] = "The selected passage is not part of this clause."
+            errors["start"] = _l("The selected passage is not part of this clause.")
         else:
             if sub.quote is not None and sub.quote != anchor.quote:
-                errors["quote"] = "The quoted text does not match the clause at those positions."
+                errors["quote"] = _l("The quoted text does not match the clause at those positions.")
     elif sub.quote:
         located = anchoring.locate_quote(clause.markdown, sub.quote)
         if located is None:
-            errors["quote"] = "The quoted text was not found once in this clause; select it again."
+            errors["quote"] = _l("The quoted text was not found once in this clause; select it again.")
         else:
             anchor = located
     if sub.proposed_text and not anchor.quote:
-        errors["proposed_text"] = "Select the passage your proposed text would replace."
+        errors["proposed_text"] = _l("Select the passage your proposed text would replace.")
     if errors:
-        raise ValidationFailed("The comment was not accepted: " + " ".join(errors.values()), field_errors=errors)
+        raise ValidationFailed(
+            _l("The comment was not accepted: %(problems)s", problems=lazy_join(" ", errors.values())),
+            field_errors=errors,
+        )
     return anchor, kind, visibility
 
 
@@ -289,21 +297,23 @@ def submit_comment(session: Session, actor: User, version: Version, sub: Submiss
 def _replay(existing: Comment, fingerprint: str) -> Receipt:
     if existing.request_sha256 != fingerprint:
         raise ValidationFailed(
-            "This idempotency key was already used for a different comment. Use a new key for a new comment.",
-            field_errors={"idempotency_key": "Already used for a different comment."},
+            _l("This idempotency key was already used for a different comment. Use a new key for a new comment."),
+            field_errors={"idempotency_key": _l("Already used for a different comment.")},
         )
     return receipt_of(existing, replayed=True)
 
 
-def _closed_message(code: Code, now: dt.datetime) -> str:
+def _closed_message(code: Code, now: dt.datetime) -> Text:
     if code.consultation_opens_at is None or code.consultation_closes_at is None:
-        return "This code is not open for comments."
+        return _l("This code is not open for comments.")
     if now < code.consultation_opens_at:
-        return (
-            f"The consultation opens at {code.consultation_opens_at:%Y-%m-%d %H:%M} UTC; comments are not accepted yet."
+        return _l(
+            "The consultation opens at %(time)s UTC; comments are not accepted yet.",
+            time=f"{code.consultation_opens_at:%Y-%m-%d %H:%M}",
         )
-    return (
-        f"The consultation closed at {code.consultation_closes_at:%Y-%m-%d %H:%M} UTC; comments are no longer accepted."
+    return _l(
+        "The consultation closed at %(time)s UTC; comments are no longer accepted.",
+        time=f"{code.consultation_closes_at:%Y-%m-%d %H:%M}",
     )
 
 
@@ -312,11 +322,11 @@ def _closed_message(code: Code, now: dt.datetime) -> str:
 
 def _own_open_comment(actor: User, comment: Comment) -> None:
     if comment.author_id != actor.id:
-        raise Forbidden("Only the author can change a comment.")
+        raise Forbidden(_l("Only the author can change a comment."))
     if comment.is_withdrawn:
-        raise Conflict("This comment was withdrawn.")
+        raise Conflict(_l("This comment was withdrawn."))
     if not comment.code.consultation_open(utcnow()):
-        raise Forbidden("The consultation is closed; comments can no longer be changed.")
+        raise Forbidden(_l("The consultation is closed; comments can no longer be changed."))
 
 
 def edit_comment(session: Session, actor: User, comment: Comment, body: str, proposed_text: str | None) -> None:
@@ -329,7 +339,7 @@ def edit_comment(session: Session, actor: User, comment: Comment, body: str, pro
     """
     _own_open_comment(actor, comment)
     if not body.strip() or len(body) > MAX_BODY:
-        raise ValidationFailed(f"Write a comment of 1 to {MAX_BODY:,} characters.")
+        raise ValidationFailed(_l("Write a comment of 1 to %(count)s characters.", count=lazy_number(MAX_BODY)))
     session.add(CommentRevision(comment=comment, body=comment.body, proposed_text=comment.proposed_text))
     comment.body, comment.body_html = body.strip(), render_fragment(body.strip())
     comment.proposed_text = proposed_text or None
@@ -449,14 +459,19 @@ def record_disposition(
         ValidationFailed: for an unknown disposition or a version of another code.
     """
     require(
-        actor, Action.MANAGE_CONSULTATION, comment.code, reason="Only the working group's chairs record dispositions."
+        actor,
+        Action.MANAGE_CONSULTATION,
+        comment.code,
+        reason=_l("Only the working group's chairs record dispositions."),
     )
     try:
         value = Disposition(disposition)
     except ValueError as error:
-        raise ValidationFailed("Choose accepted, partially accepted, not accepted, noted or out of scope.") from error
+        raise ValidationFailed(
+            _l("Choose accepted, partially accepted, not accepted, noted or out of scope.")
+        ) from error
     if addressed_in is not None and addressed_in.code_id != comment.code_id:
-        raise ValidationFailed("The version that addressed the comment must be a version of the same code.")
+        raise ValidationFailed(_l("The version that addressed the comment must be a version of the same code."))
     comment.disposition = value
     comment.disposition_response = response.strip() or None
     comment.disposition_by_id = actor.id

@@ -20,7 +20,8 @@ from app.drafting import clauses as clause_parser
 from app.drafting.diffing import ClauseDiff, diff_clauses
 from app.drafting.models import Clause, Code, CodeStatus, Version
 from app.drafting.rendering import render_markdown
-from app.errors import Conflict, NotFound, TooLarge, ValidationFailed
+from app.errors import Conflict, NotFound, Text, TooLarge, ValidationFailed
+from app.errors import lazy_gettext as _l
 from app.policy import Action, can, require
 
 MAX_MARKDOWN_BYTES = 2 * 1024 * 1024
@@ -32,7 +33,7 @@ def _check_markdown(text: str) -> str:
     # Browsers send textarea line breaks as CRLF; measure the text as it will be stored.
     text = text.replace("\r\n", "\n")
     if len(text.encode()) > MAX_MARKDOWN_BYTES:
-        raise TooLarge("The text is larger than the 2 MB limit. Shorten it and try again.")
+        raise TooLarge(_l("The text is larger than the 2 MB limit. Shorten it and try again."))
     return text
 
 
@@ -114,22 +115,25 @@ def create_code(
         Conflict: when the slug is taken.
     """
     if actor is not None:
-        require(actor, Action.CREATE_CODE, group, reason="Only the working group's chairs create codes.")
-    errors: dict[str, str] = {}
+        require(actor, Action.CREATE_CODE, group, reason=_l("Only the working group's chairs create codes."))
+    errors: dict[str, Text] = {}
     if not SLUG.match(slug):
-        errors["slug"] = "Use 2–80 lowercase letters, digits and hyphens, starting with a letter or digit."
+        errors["slug"] = _l("Use 2–80 lowercase letters, digits and hyphens, starting with a letter or digit.")
     if not title.strip():
-        errors["title"] = "Enter a title."
+        errors["title"] = _l("Enter a title.")
     if language not in LANGUAGES:
-        errors["language"] = "Choose a language from the list."
+        errors["language"] = _l("Choose a language from the list.")
     try:
         status = CodeStatus(status)
     except ValueError:
-        errors["status"] = "Choose a status from the list."
+        errors["status"] = _l("Choose a status from the list.")
     if errors:
-        raise ValidationFailed("Some fields need attention.", field_errors=errors)
+        raise ValidationFailed(_l("Some fields need attention."), field_errors=errors)
     if session.scalars(select(Code).where(Code.slug == slug)).first():
-        raise Conflict(f"A code with the short name '{slug}' already exists.", field_errors={"slug": "Already taken."})
+        raise Conflict(
+            _l("A code with the short name '%(slug)s' already exists.", slug=slug),
+            field_errors={"slug": _l("Already taken.")},
+        )
     code = Code(
         slug=slug,
         title=title.strip(),
@@ -152,11 +156,11 @@ def set_code_status(session: Session, actor: User, code: Code, status: CodeStatu
         Forbidden: unless the actor chairs the code's working group.
         ValidationFailed: for an unknown status.
     """
-    require(actor, Action.EDIT_CODE, code, reason="Only the working group's chairs change a code's status.")
+    require(actor, Action.EDIT_CODE, code, reason=_l("Only the working group's chairs change a code's status."))
     try:
         new = CodeStatus(status)
     except ValueError as error:
-        raise ValidationFailed("Choose a status from the list.") from error
+        raise ValidationFailed(_l("Choose a status from the list.")) from error
     previous, code.status = code.status, new
     record_event(session, actor, "code.status_set", "code", code.id, status=new.value, previous=previous.value)
 
@@ -166,8 +170,10 @@ class WorkingTextConflict(Conflict):
 
     def __init__(self, current_text: str) -> None:
         super().__init__(
-            "Someone else changed the working text while you were editing. Your text is kept in the form; "
-            "review what changed and save again."
+            _l(
+                "Someone else changed the working text while you were editing. Your text is kept in the form; "
+                "review what changed and save again."
+            )
         )
         self.current_text = current_text
 
@@ -189,7 +195,9 @@ def update_working_text(session: Session, actor: User, code: Code, text: str, *,
         ValidationFailed: when two headings carry the same explicit key.
         WorkingTextConflict: when the text changed since `base_sha256`.
     """
-    require(actor, Action.EDIT_WORKING_TEXT, code, reason="Only the working group's editors and chairs edit the text.")
+    require(
+        actor, Action.EDIT_WORKING_TEXT, code, reason=_l("Only the working group's editors and chairs edit the text.")
+    )
     text = _check_markdown(text)
     _clauses_of(text)
     current = working_text(session, code)
@@ -250,10 +258,10 @@ def cut_version(session: Session, actor: User | None, code: Code, *, label: str,
         ValidationFailed: for an empty text or duplicate clause keys.
     """
     if actor is not None:
-        require(actor, Action.CUT_VERSION, code, reason="Only the working group's chairs cut versions.")
+        require(actor, Action.CUT_VERSION, code, reason=_l("Only the working group's chairs cut versions."))
     text = _check_markdown(working_text(session, code) if markdown is None else markdown)
     if not text.strip():
-        raise ValidationFailed("The working text is empty; there is nothing to cut.")
+        raise ValidationFailed(_l("The working text is empty; there is nothing to cut."))
     # Lock the code row (PostgreSQL) so concurrent cuts queue instead of colliding on the number; on
     # SQLite writers are serialised anyway and in_transaction() retries the rare collision.
     session.execute(select(Code.id).where(Code.id == code.id).with_for_update())
@@ -278,9 +286,9 @@ def publish_version(session: Session, actor: User | None, version: Version, *, a
         Conflict: when the version is already published.
     """
     if actor is not None:
-        require(actor, Action.PUBLISH_VERSION, version, reason="Only the working group's chairs publish versions.")
+        require(actor, Action.PUBLISH_VERSION, version, reason=_l("Only the working group's chairs publish versions."))
     if version.is_published:
-        raise Conflict(f"{version.name} is already published.")
+        raise Conflict(_l("%(version)s is already published.", version=version.name))
     when = at or utcnow()
     version.published_at = when
     version.published_by_id = actor.id if actor else None
@@ -322,7 +330,7 @@ def compare_versions(session: Session, viewer: object, code: Code, old_number: i
         ValidationFailed: when both numbers are the same.
     """
     if old_number == new_number:
-        raise ValidationFailed("Choose two different versions to compare.")
+        raise ValidationFailed(_l("Choose two different versions to compare."))
     old = get_version(session, viewer, code, old_number)
     new = get_version(session, viewer, code, new_number)
     return Comparison(old, new, diff_clauses(stored_clauses(old), stored_clauses(new)))

@@ -13,6 +13,9 @@ from whoosh import query as wq
 from whoosh.fields import TEXT, Schema
 from whoosh.qparser import QueryParser
 
+from app.errors import Text
+from app.errors import lazy_gettext as _l
+
 MAX_QUERY_CHARS = 1000
 MAX_PAGE = 500
 FACETS = ("kind", "code", "category", "comment_type", "disposition")
@@ -20,7 +23,17 @@ KINDS = ("version", "working", "comment")
 
 
 class QueryError(ValueError):
-    """A query a person wrote that cannot be searched; the message says why, in their terms."""
+    """A query a person wrote that cannot be searched; the message says why, in their terms.
+
+    The message may be a lazy translation: `str(error)` gives it in the reader's language.
+    """
+
+    def __init__(self, message: Text) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return str(self.message)
 
 
 @dataclass(frozen=True)
@@ -81,13 +94,13 @@ def check_request(request: SearchRequest) -> None:
         QueryError: for an empty or over-long query, an unknown kind or an absurd page.
     """
     if not request.text.strip():
-        raise QueryError("Type something to search for.")
+        raise QueryError(_l("Type something to search for."))
     if len(request.text) > MAX_QUERY_CHARS:
-        raise QueryError(f"A search can be at most {MAX_QUERY_CHARS} characters long.")
+        raise QueryError(_l("A search can be at most %(count)d characters long.", count=MAX_QUERY_CHARS))
     if request.kind and request.kind not in KINDS:
-        raise QueryError("Search in version text, working text or comments.")
+        raise QueryError(_l("Search in version text, working text or comments."))
     if not 1 <= request.page <= MAX_PAGE or not 1 <= request.per_page <= 100:
-        raise QueryError(f"Pages run from 1 to {MAX_PAGE}, with 1 to 100 results each.")
+        raise QueryError(_l("Pages run from 1 to %(last)d, with 1 to 100 results each.", last=MAX_PAGE))
 
 
 def parse(text: str) -> wq.Query:
@@ -99,15 +112,15 @@ def parse(text: str) -> wq.Query:
     try:
         tree = _parser.parse(text)
     except Exception as error:  # whoosh's parser raises assorted errors on odd input
-        raise QueryError("The search could not be understood. Check quotes and brackets.") from error
+        raise QueryError(_l("The search could not be understood. Check quotes and brackets.")) from error
     tree = tree.normalize()
     if tree is wq.NullQuery or not list(tree.leaves()):
-        raise QueryError("The search could not be understood. Check quotes and brackets.")
+        raise QueryError(_l("The search could not be understood. Check quotes and brackets."))
     for leaf in tree.leaves():
         if isinstance(leaf, wq.Every):
-            raise QueryError("Give at least two letters before a *.")
+            raise QueryError(_l("Give at least two letters before a *."))
         if isinstance(leaf, wq.Wildcard) and not isinstance(leaf, wq.Prefix):
-            raise QueryError("A * can only end a word, as in opt*.")
+            raise QueryError(_l("A * can only end a word, as in opt*."))
         if isinstance(leaf, (wq.Prefix, wq.Wildcard)) and len(str(leaf.text).rstrip("*")) < 2:
-            raise QueryError("Give at least two letters before a *.")
+            raise QueryError(_l("Give at least two letters before a *."))
     return tree

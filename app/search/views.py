@@ -10,6 +10,7 @@ from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
 from app.errors import ValidationFailed
+from app.errors import lazy_gettext as _l
 from app.search.query import FACETS, QueryError, SearchRequest, SearchResults
 from app.search.service import search
 
@@ -30,7 +31,7 @@ def request_from(args: MultiDict[str, str]) -> SearchRequest:
         date_from = dt.datetime.fromisoformat(args["from"]).replace(tzinfo=dt.UTC) if args.get("from") else None
         date_to = dt.datetime.fromisoformat(args["to"]).replace(tzinfo=dt.UTC) if args.get("to") else None
     except ValueError as error:
-        raise QueryError("Page numbers and versions are whole numbers; dates look like 2025-03-11.") from error
+        raise QueryError(_l("Page numbers and versions are whole numbers; dates look like 2025-03-11.")) from error
     return SearchRequest(
         text=args.get("q", ""),
         audiences=(),
@@ -78,9 +79,9 @@ def _json(results: SearchResults) -> dict[str, Any]:
 def search_api() -> Response:
     unknown = set(request.args) - {"q", "version", "page", "per_page", "from", "to", *FILTERS}
     if unknown:
-        raise ValidationFailed(f"Unknown filter: {', '.join(sorted(unknown))}.")
+        raise ValidationFailed(_l("Unknown filter: %(names)s.", names=", ".join(sorted(unknown))))
     try:
         results = search(current_user, request_from(request.args))
     except QueryError as error:
-        raise ValidationFailed(str(error)) from error
+        raise ValidationFailed(error.message) from error
     return jsonify(_json(results))
