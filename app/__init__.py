@@ -59,7 +59,7 @@ def _init_socketio(app: Flask) -> None:
     from app.collab.engine import MAX_UPDATE_BYTES
     from app.collab.events import CollabNamespace
     from app.collab.hub import hub
-    from app.collab.transport import client_manager, serialise_direct_sends
+    from app.collab.transport import client_manager, defer_acknowledgements, serialise_direct_sends
 
     if not any(isinstance(handler, CollabNamespace) for handler in socketio.namespace_handlers):
         socketio.on_namespace(CollabNamespace("/collab"))
@@ -71,8 +71,13 @@ def _init_socketio(app: Flask) -> None:
         max_http_buffer_size=MAX_UPDATE_BYTES + 64 * 1024,
         cors_allowed_origins=app.config.get("SOCKETIO_CORS_ORIGINS"),
         manage_session=True,
+        # Handlers run in each connection's reader thread instead of a new thread per event: none of them
+        # blocks (an update is acknowledged by the writer thread once committed, see transport.py), and
+        # each connection's events are then handled in the order they were sent.
+        async_handlers=False,
     )
     serialise_direct_sends(socketio.server)
+    defer_acknowledgements(socketio.server)
     hub.init_app(app, socketio.emit)
 
 

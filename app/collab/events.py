@@ -12,7 +12,7 @@ from flask import request, session
 from flask_login import current_user
 from flask_socketio import Namespace, join_room, leave_room
 
-from app.collab import engine
+from app.collab import engine, transport
 from app.collab.hub import Member, Room, hub, room_name
 from app.collab.service import EventAccess, event_access
 from app.db import db
@@ -24,6 +24,13 @@ from app.errors import lazy_gettext as _l
 def _refuse(status: int, message: Text) -> dict[str, Any]:
     # The acknowledgement is serialised as JSON: turn a lazy translation into text in the reader's language.
     return {"ok": False, "status": status, "error": str(message)}
+
+
+def _answer(error: BaseException | None) -> dict[str, Any]:
+    # Runs in the writer thread, outside any request: the message is in English.
+    if error is None:
+        return {"ok": True}
+    return _refuse(503, _l("The change could not be saved in time; it will be sent again."))
 
 
 class CollabNamespace(Namespace):
@@ -103,8 +110,13 @@ class CollabNamespace(Namespace):
         granted, room = authorised
         if request.sid not in room.members:  # type: ignore[attr-defined]
             return _refuse(409, _l("Join the working text before sending changes."))
+        ticket = transport.current_ticket()
         try:
             update = engine.check_update(data.get("update"))
+            if ticket is not None:
+                # Acknowledged by the writer thread once committed; this reader thread goes on reading.
+                hub.receive_update(room, granted.user_id, update, on_done=lambda error: ticket.send(_answer(error)))
+                return transport.DEFERRED  # type: ignore[return-value]
             hub.receive_update(room, granted.user_id, update)
         except engine.InvalidUpdate as error:
             return _refuse(400, str(error))

@@ -31,8 +31,17 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "/collab"
 FRAME_SECONDS = 0.03
-COMPACT_AFTER_UPDATES = 500
-COMPACT_AFTER_SECONDS = 30.0
+# Compaction folds the log into the snapshot. It rebuilds the document from the database, so it runs by
+# time and by log size rather than every few hundred updates (at 100 editors that was twice a second).
+COMPACT_AFTER_UPDATES = 10_000
+COMPACT_AFTER_SECONDS = 10.0
+# Refreshing the plain-text copy (`Code.working_text`) stringifies the document and makes the search indexer
+# re-index the whole working text (pure Python, ~1 s of CPU for 60,000 words): at most this often while a
+# room is busy, and whenever a room empties.
+TEXT_REFRESH_SECONDS = 120.0
+# A join re-reads the log only when something may have been committed that this replica has not seen:
+# another process (Redis configured), or a whole-text write racing the room's first load.
+FRESH_ROOM_SECONDS = 5.0
 WRITE_BATCH = 512
 ACK_TIMEOUT_SECONDS = 15.0
 REDIS_CHANNEL = "accord:collab:updates"
@@ -63,6 +72,8 @@ class Room:
     pending_awareness: list[bytes] = field(default_factory=list)
     since_compaction: int = 0
     last_compaction: float = field(default_factory=time.monotonic)
+    last_text_refresh: float = field(default_factory=time.monotonic)
+    loaded_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -72,6 +83,8 @@ class _Write:
     data: bytes
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    # Called by the writer thread once the write is committed (None) or failed (the error), if set.
+    on_done: Callable[[BaseException | None], None] | None = None
 
 
 class CollabHub:
@@ -82,12 +95,14 @@ class CollabHub:
         self.rooms: dict[int, Room] = {}
         self._rooms_lock = threading.Lock()
         self._writes: queue.Queue[_Write] = queue.Queue()
-        self._compactions: queue.Queue[int] = queue.Queue()
+        # (code id, whether to refresh the plain-text copy too)
+        self._compactions: queue.Queue[tuple[int, bool]] = queue.Queue()
         self._app: Flask | None = None
         self._emit: Callable[..., Any] | None = None
         self._redis: Any = None
         self._started = False
         self._start_lock = threading.Lock()
+        self._auth_engine: Engine | None = None
         self.stats = {"updates": 0, "frames": 0, "batches": 0, "compactions": 0}
 
     # --- life cycle ------------------------------------------------------------------------------
@@ -98,6 +113,7 @@ class CollabHub:
         self._emit = emit
         self.rooms.clear()
         self._redis = None
+        self._auth_engine = None
         url = app.config.get("SOCKETIO_MESSAGE_QUEUE")
         if url and url.startswith("redis"):
             import redis
@@ -143,6 +159,10 @@ class CollabHub:
                 self.rooms[code.id] = room
             return room
 
+    def needs_refresh(self, room: Room) -> bool:
+        """Whether a join should bring the replica up to the log (see `FRESH_ROOM_SECONDS`)."""
+        return self._redis is not None or time.monotonic() - room.loaded_at < FRESH_ROOM_SECONDS
+
     def refresh(self, session: Session, room: Room, code: Code) -> None:
         """Bring the replica up to the log, for anything another process committed before this one listened."""
         loaded = store.load(session, code)
@@ -172,7 +192,7 @@ class CollabHub:
                     room.pending_awareness.append(awareness_codec.removal_update(member.clients))
                 empty = not room.members
             if empty:
-                self._compactions.put(room.code_id)
+                self._compactions.put((room.code_id, True))
 
     def member(self, code_id: int, sid: str) -> Member | None:
         room = self.rooms.get(code_id)
@@ -180,7 +200,9 @@ class CollabHub:
 
     # --- updates ---------------------------------------------------------------------------------
 
-    def receive_update(self, room: Room, user_id: int, data: bytes) -> None:
+    def receive_update(
+        self, room: Room, user_id: int, data: bytes, on_done: Callable[[BaseException | None], None] | None = None
+    ) -> None:
         """Apply an editor's update, make it durable, and queue it for the others.
 
         Returns only after the update is committed to the log, so an acknowledgement means durable.
@@ -188,14 +210,19 @@ class CollabHub:
         Raises:
             engine.InvalidUpdate: when the bytes are not a valid update (nothing is applied or stored).
             TimeoutError: when the database did not commit in time (the client keeps and resends it).
+
+        With `on_done`, returns at once instead: the writer thread calls `on_done(None)` after the commit,
+        or `on_done(error)` if it failed; acknowledge from there.
         """
         with room.lock:
             engine.apply_checked(room.doc, data)
             # Peers get it in the next frame; the sender's acknowledgement below still waits for the commit.
             # Should the commit fail, the unacknowledged sender re-sends the update when it reconnects.
             room.pending_updates.append(data)
-        write = _Write(room.code_id, user_id, data)
+        write = _Write(room.code_id, user_id, data, on_done=on_done)
         self._writes.put(write)
+        if on_done is not None:
+            return
         if not write.done.wait(ACK_TIMEOUT_SECONDS):
             raise TimeoutError("The update log did not answer in time.")
         if write.error is not None:
@@ -233,6 +260,22 @@ class CollabHub:
         with self._app.app_context():
             return create_engine(db.engine.url, pool_size=1, max_overflow=0, pool_pre_ping=True)
 
+    def auth_connection(self) -> Any:
+        """A pooled connection for the per-event authorisation query (a context manager).
+
+        Its own engine: no ORM session bookkeeping, no pre-ping round trip per event, and a pool that the
+        writer and the compactor never wait on.
+        """
+        engine_ = self._auth_engine
+        if engine_ is None:
+            with self._start_lock:
+                if self._auth_engine is None:
+                    assert self._app is not None
+                    with self._app.app_context():
+                        self._auth_engine = create_engine(db.engine.url, pool_size=8, max_overflow=56, pool_timeout=10)
+                engine_ = self._auth_engine
+        return engine_.connect()
+
     def _write_loop(self) -> None:
         engine = self._own_engine()
         while True:
@@ -247,8 +290,7 @@ class CollabHub:
     def _commit(self, engine: Engine, writes: list[_Write]) -> None:
         session = Session(engine)
         try:
-            for write in writes:
-                store.append(session, write.code_id, write.data, write.user_id)
+            store.append_many(session, [(w.code_id, w.data, w.user_id) for w in writes])
             session.commit()
         except Exception as error:
             session.rollback()
@@ -256,41 +298,64 @@ class CollabHub:
             for write in writes:
                 write.error = error
                 write.done.set()
+                self._notify(write)
             return
         finally:
             session.close()
         self.stats["batches"] += 1
+        per_room: dict[int, int] = {}
         for write in writes:
             write.done.set()
-            self.stats["updates"] += 1
-            room = self.rooms.get(write.code_id)
-            if room is not None:
-                with room.lock:
-                    room.since_compaction += 1
-                    due = room.since_compaction >= COMPACT_AFTER_UPDATES or (
-                        time.monotonic() - room.last_compaction > COMPACT_AFTER_SECONDS
-                    )
+            self._notify(write)
+            per_room[write.code_id] = per_room.get(write.code_id, 0) + 1
+        self.stats["updates"] += len(writes)
+        now = time.monotonic()
+        for code_id, count in per_room.items():
+            room = self.rooms.get(code_id)
+            if room is None:
+                continue
+            with room.lock:
+                room.since_compaction += count
+                due = (
+                    room.since_compaction >= COMPACT_AFTER_UPDATES or now - room.last_compaction > COMPACT_AFTER_SECONDS
+                )
                 if due:
+                    refresh_text = now - room.last_text_refresh > TEXT_REFRESH_SECONDS
                     room.since_compaction = 0
-                    room.last_compaction = time.monotonic()
-                    self._compactions.put(write.code_id)
-            self._feed_replicas(write.code_id, write.data)
+                    room.last_compaction = now
+                    if refresh_text:
+                        room.last_text_refresh = now
+            if due:
+                self._compactions.put((code_id, refresh_text))
+        if self._redis is not None:
+            for write in writes:
+                self._feed_replicas(write.code_id, write.data)
+
+    @staticmethod
+    def _notify(write: _Write) -> None:
+        if write.on_done is not None:
+            try:
+                write.on_done(write.error)
+            except Exception:
+                log.exception("could not acknowledge a collaborative update")
 
     def _compact_loop(self) -> None:
         # Compaction rebuilds a document from the database: seconds of work at worst, kept off the writer.
         engine = self._own_engine()
         while True:
-            code_ids = {self._compactions.get()}
+            first, refresh = self._compactions.get()
+            code_ids = {first: refresh}
             while True:
                 try:
-                    code_ids.add(self._compactions.get_nowait())
+                    code_id, refresh = self._compactions.get_nowait()
                 except queue.Empty:
                     break
-            for code_id in code_ids:
+                code_ids[code_id] = code_ids.get(code_id, False) or refresh
+            for code_id, refresh_text in code_ids.items():
                 session = Session(engine)
                 try:
                     code = session.get(Code, code_id)
-                    if code is not None and store.compact(session, code) is not None:
+                    if code is not None and store.compact(session, code, refresh_text=refresh_text) is not None:
                         session.commit()
                         self.stats["compactions"] += 1
                     else:

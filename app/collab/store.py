@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pycrdt import Doc, get_update, merge_updates
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -71,15 +71,30 @@ def append(session: Session, code_id: int, data: bytes, user_id: int | None) -> 
     session.add(CollabUpdate(code_id=code_id, data=data, user_id=user_id))
 
 
-def compact(session: Session, code: Code) -> str | None:
+def append_many(session: Session, rows: list[tuple[int, bytes, int | None]]) -> None:
+    """Add several (code id, update, user id) rows to the log in the caller's transaction, in one statement."""
+    if rows:
+        now = utcnow()
+        session.execute(
+            insert(CollabUpdate),
+            [{"code_id": c, "data": d, "user_id": u, "created_at": now} for c, d, u in rows],
+        )
+
+
+def compact(session: Session, code: Code, *, refresh_text: bool = True) -> str | None:
     """Fold the logged updates into the snapshot and refresh the plain-text copy; return the text.
+
+    With `refresh_text=False` the plain-text copy (`Code.working_text`, which the search index follows) is
+    left as it is and "" is returned: stringifying a fragmented document and re-indexing a whole working
+    text are by far the costliest part of a compaction, and the live text is always read from the
+    snapshot and the log anyway (`current_text`).
 
     Only the updates actually read are deleted, and the snapshot is replaced by compare-and-set on its
     generation, so an update committed meanwhile, or a concurrent compaction, is never lost. Returns None
     when another process compacted first (the caller's transaction should then be rolled back).
     """
     loaded = load(session, code)
-    text = engine.text_of(loaded.doc)
+    text = engine.text_of(loaded.doc) if refresh_text else ""
     # Updates still waiting for a predecessor are not in the document's own state: carry them over.
     waiting = get_update(loaded.merged, loaded.doc.get_state())
     snapshot = merge_updates(loaded.doc.get_update(), waiting)
@@ -92,7 +107,7 @@ def compact(session: Session, code: Code) -> str | None:
         return None
     if loaded.update_ids:
         session.execute(delete(CollabUpdate).where(CollabUpdate.id.in_(loaded.update_ids)))
-    if code.working_text != text:
+    if refresh_text and code.working_text != text:
         code.working_text = text
         code.working_revision += 1
     return text

@@ -8,6 +8,7 @@ that is gone is *orphaned*; a comment is never silently attached to a passage th
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from diff_match_patch import diff_match_patch
@@ -217,3 +218,59 @@ def _framed(text: str, start: int, end: int, anchor: Anchor) -> bool:
     before = not anchor.prefix or _context_score(text, start, end, anchor.prefix, "") >= 0.5
     after = not anchor.suffix or _context_score(text, start, end, "", anchor.suffix) >= 0.5
     return before and after
+
+
+_INLINE_MARKS = set("*_`~")
+_LINE_START = re.compile(r"[ \t]*(?:#{1,6}[ \t]+|[-*+][ \t]+|\d+[.)][ \t]+|>[ \t]?)")
+_FOOTNOTE_REF = re.compile(r"\[\^[^\]]+\]")
+_RENDERED_FOOTNOTE = re.compile(r"\[\d+\]")
+_HEADING_KEY = re.compile(r"[ \t]*\{#[a-z][a-z0-9-]*\}[ \t]*$", re.MULTILINE)
+
+
+def _plain_with_map(markdown: str) -> tuple[str, list[int]]:
+    """Return the text a reader sees for some Markdown, and for each of its characters the Markdown offset.
+
+    Approximate on purpose: it drops emphasis and code marks, link targets, footnote references, list and
+    heading markers and heading keys, and folds white space — enough to find a passage selected on the page.
+    """
+    skip = [False] * len(markdown)
+    for pattern in (_FOOTNOTE_REF, _HEADING_KEY):
+        for match in pattern.finditer(markdown):
+            for i in range(match.start(), match.end()):
+                skip[i] = True
+    for match in re.finditer(r"\]\([^)\s]*(?:\s+\"[^\"]*\")?\)", markdown):
+        for i in range(match.start() + 1, match.end()):
+            skip[i] = True
+    line_start = 0
+    for line in markdown.splitlines(keepends=True):
+        marker = _LINE_START.match(line)
+        if marker:
+            for i in range(line_start, line_start + marker.end()):
+                skip[i] = True
+        line_start += len(line)
+    chars: list[str] = []
+    offsets: list[int] = []
+    for i, char in enumerate(markdown):
+        if skip[i] or char in _INLINE_MARKS or char in "[]":
+            continue
+        if char.isspace():
+            if chars and chars[-1] == " ":
+                continue
+            char = " "
+        chars.append(char)
+        offsets.append(i)
+    return "".join(chars), offsets
+
+
+def locate_rendered_quote(markdown: str, quote: str) -> Anchor | None:
+    """Find a passage selected in the rendered page inside the clause's Markdown; None if absent or ambiguous."""
+    plain, offsets = _plain_with_map(markdown)
+    wanted = re.sub(r"\s+", " ", _RENDERED_FOOTNOTE.sub("", quote)).strip()
+    wanted = "".join(char for char in wanted if char not in _INLINE_MARKS)
+    if not wanted:
+        return None
+    first = plain.find(wanted)
+    if first == -1 or plain.find(wanted, first + 1) != -1:
+        return None
+    start, end = offsets[first], offsets[first + len(wanted) - 1] + 1
+    return make_anchor(markdown, start, end)

@@ -207,7 +207,10 @@ def _validate(version: Version, sub: Submission) -> tuple[anchoring.Anchor, Comm
             if sub.quote is not None and sub.quote != anchor.quote:
                 errors["quote"] = _l("The quoted text does not match the clause at those positions.")
     elif sub.quote:
-        located = anchoring.locate_quote(clause.markdown, sub.quote)
+        # The page shows rendered text: an exact Markdown match first, then the text as a reader sees it.
+        located = anchoring.locate_quote(clause.markdown, sub.quote) or anchoring.locate_rendered_quote(
+            clause.markdown, sub.quote
+        )
         if located is None:
             errors["quote"] = _l("The quoted text was not found once in this clause; select it again.")
         else:

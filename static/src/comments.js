@@ -29,7 +29,10 @@ function setUpSelection(form, documentRoot) {
       form.elements.quote.value = quote;
       form.elements.start.value = "";
       form.elements.end.value = "";
-      if (composer) composer.open = true;
+      if (composer) {
+        composer.open = true;
+        composer.scrollIntoView({ block: "nearest" });
+      }
       status.textContent = form.dataset.quotedLabel || `“${quote.slice(0, 60)}” (${clause})`;
       saveDraft(form);
     }, 250);

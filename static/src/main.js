@@ -8,3 +8,10 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
+
+// Unsent comment drafts belong to the person who wrote them: forget them all at logout.
+for (const form of document.querySelectorAll("form[action$='/logout']")) {
+  form.addEventListener("submit", () => {
+    for (const key of Object.keys(localStorage)) if (key.startsWith("accord-draft-")) localStorage.removeItem(key);
+  });
+}
