@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import getpass
 import os
 import sys
@@ -138,5 +139,8 @@ def register_cli(app: Flask) -> None:
         from app.search.indexer import indexer
 
         indexer.start_serving(app)
+        # See wsgi.py: start-up objects stay out of the collector's full passes.
+        gc.collect()
+        gc.freeze()
         click.echo(f"Accord is serving on http://{host}:{port}")
         socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, use_reloader=False, log_output=False)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from flask_babel import format_datetime, get_locale
 from flask_login import current_user
+from markupsafe import Markup, escape
 
 from app.accounts.models import CATEGORY_LABELS, ROLE_LABELS
 from app.drafting.diffing import ops_to_html, word_diff
@@ -33,6 +35,22 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
+@functools.lru_cache(maxsize=256)
+def _toc_markup(content_sha256: str, language: str, toc: tuple[tuple[str, str, int], ...]) -> Markup:
+    items = "".join(
+        f'<li class="toc-level-{level}"><a href="#{escape(key)}" lang="{escape(language)}">{escape(title)}</a></li>'
+        for key, title, level in toc
+        if level > 1
+    )
+    return Markup(f"<ol>{items}</ol>")  # noqa: S704 - every part is escaped above
+
+
+def toc_html(version: Any) -> Markup:
+    """Return a version's table of contents as HTML, built once per version (versions never change)."""
+    entries = tuple((entry["key"], entry["title"], entry["level"]) for entry in version.toc)
+    return _toc_markup(version.content_sha256, version.code.language, entries)
+
+
 def csp_nonce() -> str:
     """Return this request's nonce for the Content-Security-Policy, made on first use."""
     if "csp_nonce" not in g:
@@ -54,7 +72,7 @@ def init_app(app: Flask) -> None:
         return response
 
     # Globals rather than context: imported macros see globals but not the request context.
-    app.jinja_env.globals.update(word_diff=word_diff, ops_to_html=ops_to_html)
+    app.jinja_env.globals.update(word_diff=word_diff, ops_to_html=ops_to_html, toc_html=toc_html)
 
     @app.context_processor
     def template_globals() -> dict[str, Any]:

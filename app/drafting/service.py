@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from app.accounts.models import User, WorkingGroup
 from app.audit.chain import content_hash
@@ -53,8 +53,10 @@ def get_code(session: Session, viewer: object, slug: str) -> Code:
     Raises:
         NotFound: when it does not exist or the viewer may not see it.
     """
+    # A code page lists versions; their texts (hundreds of KB each) load only when a page needs one.
+    versions = selectinload(Code.versions).options(defer(Version.markdown), defer(Version.html), defer(Version.toc))
     code = session.scalars(
-        select(Code).where(Code.slug == slug).options(selectinload(Code.versions), selectinload(Code.working_group))
+        select(Code).where(Code.slug == slug).options(versions, selectinload(Code.working_group))
     ).first()
     if code is None:
         raise NotFound()

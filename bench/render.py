@@ -1,0 +1,383 @@
+"""Benchmark: render, split, serve and diff a ~60,000-word code of practice.
+
+Run from the repository root:
+
+    .venv/bin/python bench/render.py                 # up to 15 runs per measure, 50 page requests
+    .venv/bin/python bench/render.py --runs 30       # more runs
+    .venv/bin/python bench/render.py --budget 60     # let the ~1-2 s measures do all their runs too
+
+A measure stops once its timed runs add up to --budget seconds (default 5, never fewer than 3 runs),
+which keeps the whole benchmark under a minute on a 2-core machine.
+
+The document is built from the demo drafts in drafts/gpai-code/ (v2.md and v3.md). Each draft is
+repeated as a numbered "part" whose clause keys get a `-pN` suffix (and whose footnote labels get a
+`pN-` prefix), with a light per-part word substitution so that the parts are not byte-identical.
+Parts alternate between the two drafts so that the "previous" and the "next" version are both
+~60,000 words: where the previous version has v2 the next has v3, and the other way round. So every
+part differs exactly as the real second and third drafts differ (almost every clause changed, some
+added, removed and moved), which makes the diff a heavy, whole-document revision.
+
+Figures are wall-clock medians, p95 (nearest rank) and minimums, in milliseconds. The garbage collector
+runs as it would in a server (no forced collection between runs), so its pauses show in the p95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from markdown_it import MarkdownIt  # noqa: E402
+
+from app.drafting.clauses import headings_from_tokens, split_clauses  # noqa: E402
+from app.drafting.diffing import diff_clauses, word_diff  # noqa: E402
+from app.drafting.rendering import render_markdown  # noqa: E402
+
+DRAFTS = ROOT / "drafts" / "gpai-code"
+TARGET_WORDS = 60_000
+SLUG = "bench-code"
+
+# Per-part word substitutions (whole words only); part N applies the pairs whose bit is set in N.
+SUBSTITUTIONS: list[tuple[str, str]] = [
+    ("Signatories", "Participants"),
+    ("signatories", "participants"),
+    ("providers", "developers"),
+    ("provider", "developer"),
+    ("documentation", "records"),
+    ("framework", "scheme"),
+]
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t]*$")
+_KEY_SUFFIX = re.compile(r"\s*\{#[a-z][a-z0-9-]*\}\s*$")
+_FOOTNOTE = re.compile(r"\[\^([^\]\s]+)\]")
+
+
+# --- building the document -----------------------------------------------------------------------
+
+
+def make_part(markdown: str, part: int) -> str:
+    """Return one draft as part `part`: explicit `{#key-pN}` on every heading, varied wording."""
+    headings = headings_from_tokens(MarkdownIt("commonmark").parse(markdown))
+    key_at_line = {h.line: h.key for h in headings}
+    pairs = [pair for bit, pair in enumerate(SUBSTITUTIONS) if part >> bit & 1]
+    lines = markdown.splitlines(keepends=True)
+    out = []
+    for number, line in enumerate(lines):
+        text = _FOOTNOTE.sub(lambda m: f"[^p{part}-{m.group(1)}]", line)
+        for old, new in pairs:
+            text = re.sub(rf"\b{old}\b", new, text)
+        if number in key_at_line:
+            match = _HEADING.match(text.rstrip("\n"))
+            assert match, f"heading expected on line {number + 1}: {line!r}"
+            hashes, title = match.group(1), _KEY_SUFFIX.sub("", match.group(2))
+            if len(hashes) == 1:
+                title = f"Part {part + 1}: {title}"
+            text = f"{hashes} {title} {{#{key_at_line[number]}-p{part}}}\n"
+        out.append(text)
+    body = "".join(out)
+    return body if body.endswith("\n") else body + "\n"
+
+
+def build_parts(target_words: int = TARGET_WORDS) -> tuple[list[str], list[str]]:
+    """Return the parts of (previous, next): two ~target_words versions that differ as v2 and v3 differ."""
+    v2 = (DRAFTS / "v2.md").read_text(encoding="utf-8")
+    v3 = (DRAFTS / "v3.md").read_text(encoding="utf-8")
+    pair_words = len(v2.split()) + len(v3.split())
+    parts = 2 * max(1, round(target_words / pair_words))
+    previous, following = [], []
+    for part in range(parts):
+        old, new = (v2, v3) if part % 2 == 0 else (v3, v2)
+        previous.append(make_part(old, part))
+        following.append(make_part(new, part))
+    return previous, following
+
+
+def build_documents(target_words: int = TARGET_WORDS) -> tuple[str, str]:
+    """Return (previous, next) as whole Markdown texts."""
+    previous, following = build_parts(target_words)
+    return "\n".join(previous), "\n".join(following)
+
+
+# --- timing --------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# A measure stops early once its timed runs add up to this many seconds (but never below MIN_RUNS),
+# so that the slow measures keep the whole benchmark under a minute.
+BUDGET_SECONDS = 5.0
+MIN_RUNS = 3
+
+
+def time_calls(fn: Callable[[], Any], runs: int, warmup: int = 1, budget: float | None = None) -> list[float]:
+    """Call fn warmup + up to `runs` times; return the timed runs in milliseconds."""
+    budget = BUDGET_SECONDS if budget is None else budget
+    for _ in range(warmup):
+        fn()
+    # Start each measure from a clean heap, then let the cyclic garbage collector run as it would in a
+    # server: its pauses are part of the cost (forcing a collection before every run hides them).
+    gc.collect()
+    samples: list[float] = []
+    while len(samples) < runs and (len(samples) < MIN_RUNS or sum(samples) < budget * 1000):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def status(median: float, p95: float, target_ms: float | None) -> str:
+    """Pass or fail on the median; say so when the p95 is over the target too."""
+    if target_ms is None:
+        return "info"
+    if median > target_ms:
+        return "FAIL"
+    return "pass (p95 over)" if p95 > target_ms else "pass"
+
+
+class Results:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, measure: str, samples: list[float], target_ms: float | None) -> None:
+        median = statistics.median(samples)
+        self.rows.append(
+            {
+                "measure": measure,
+                "n": len(samples),
+                "median": median,
+                "p95": percentile(samples, 95),
+                "min": min(samples),
+                "target": target_ms,
+                "status": status(median, percentile(samples, 95), target_ms),
+            }
+        )
+        row = self.rows[-1]
+        print(f"  {measure}: median {median:.2f} ms, p95 {row['p95']:.2f} ms, min {row['min']:.2f} ms", flush=True)
+
+    def table(self) -> str:
+        header = ["Measure", "n", "Median (ms)", "p95 (ms)", "Min (ms)", "Target", "Result"]
+        body = [
+            [
+                r["measure"],
+                str(r["n"]),
+                f"{r['median']:.2f}",
+                f"{r['p95']:.2f}",
+                f"{r['min']:.2f}",
+                "—" if r["target"] is None else f"≤ {r['target']:g} ms",
+                r["status"],
+            ]
+            for r in self.rows
+        ]
+        widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+        def line(cells: list[str]) -> str:
+            return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+        rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+        return "\n".join([line(header), rule, *(line(row) for row in body)])
+
+
+# --- the app -------------------------------------------------------------------------------------
+
+
+def make_app(folder: str, previous: str, following: str) -> Any:
+    from app import create_app
+    from app.accounts.models import WorkingGroup
+    from app.db import db
+    from app.drafting import service
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/bench.sqlite3",
+            "SERVER_NAME": "accord.bench",
+            "SECRET_KEY": "bench-secret",
+            "WTF_CSRF_ENABLED": False,
+            "SEARCH_INDEX_DIR": f"{folder}/index",
+            # The embedded defaults, whatever the environment says, so that no service is needed.
+            "SOCKETIO_MESSAGE_QUEUE": None,
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
+    with app.app_context():
+        db.create_all()
+        session = db.session
+        group = WorkingGroup(slug="wg-bench", name="Benchmark working group")
+        session.add(group)
+        session.flush()
+        code = service.create_code(
+            session, None, group=group, slug=SLUG, title="Benchmark code of practice", language="en"
+        )
+        start = time.perf_counter()
+        v1 = service.cut_version(session, None, code, label="Previous draft", markdown=previous)
+        cut_ms = (time.perf_counter() - start) * 1000
+        service.publish_version(session, None, v1)
+        v2 = service.cut_version(session, None, code, label="Next draft", markdown=following)
+        service.publish_version(session, None, v2)
+        db.session.commit()
+        print(
+            f"  cut_version (split + render + build, once): {cut_ms:.0f} ms; "
+            f"v1 {v1.word_count:,} words / {len(v1.clauses)} clauses, "
+            f"v2 {v2.word_count:,} words / {len(v2.clauses)} clauses, stored HTML {len(v2.html) / 1024:.0f} KiB"
+        )
+        db.session.remove()
+    return app
+
+
+def stored_clauses_of_versions(app: Any) -> tuple[list[Any], list[Any]]:
+    from app.db import db
+    from app.drafting import service
+
+    with app.app_context():
+        code = service.get_code(db.session, None, SLUG)
+        old = service.stored_clauses(service.get_version(db.session, None, code, 1))
+        new = service.stored_clauses(service.get_version(db.session, None, code, 2))
+        db.session.remove()
+    return old, new
+
+
+def time_get(client: Any, url: str, runs: int, warmup: int, expect: bytes | None = None) -> tuple[list[float], int]:
+    """GET url warmup times (checking the answer), then time up to `runs` requests in milliseconds."""
+    response = None
+    for _ in range(warmup):
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code, response.data[:500])
+        if expect is not None:
+            assert expect in response.data, f"{url} does not contain {expect!r}"
+    size = len(response.data) if response is not None else 0
+
+    def get() -> None:
+        assert client.get(url).status_code == 200
+
+    return time_calls(get, runs, warmup=0), size
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    global BUDGET_SECONDS
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="timed runs per measure (default 15)")
+    parser.add_argument(
+        "--requests", type=int, default=50, help="timed requests for the cached version page (default 50)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=BUDGET_SECONDS,
+        help=f"stop a measure after this many seconds of timed runs, but never below {MIN_RUNS} runs "
+        f"(default {BUDGET_SECONDS:g}); raise it with --runs to get every run of the slow measures",
+    )
+    args = parser.parse_args(argv)
+    runs = max(1, args.runs)
+    BUDGET_SECONDS = args.budget
+    began = time.perf_counter()
+    results = Results()
+
+    print("Building the documents ...", flush=True)
+    previous_parts, following_parts = build_parts()
+    previous, following = "\n".join(previous_parts), "\n".join(following_parts)
+    # For scale: the same previous version, with only the first of its parts revised.
+    light = "\n".join([following_parts[0], *previous_parts[1:]])
+    print(
+        f"  {len(previous_parts)} parts; previous: {len(previous.split()):,} words, "
+        f"{len(previous.encode()) / 1024:.0f} KiB; next: {len(following.split()):,} words, "
+        f"{len(following.encode()) / 1024:.0f} KiB",
+        flush=True,
+    )
+
+    print(f"Rendering and splitting (up to {runs} runs each) ...", flush=True)
+    start = time.perf_counter()
+    render_markdown(following)
+    results.add("render_markdown, 60k words, first call in process", [(time.perf_counter() - start) * 1000], None)
+    results.add("render_markdown, 60k words (no cache)", time_calls(lambda: render_markdown(following), runs), 100)
+    results.add("split_clauses, 60k words", time_calls(lambda: split_clauses(following), runs), None)
+
+    print("Creating the app, database and versions ...", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        app = make_app(folder, previous, following)
+        client = app.test_client()
+        # Again, now that the process holds a whole app as a server process does: the garbage collector's
+        # full collections scan every live object, so they cost more here.
+        results.add("render_markdown, 60k words, app loaded", time_calls(lambda: render_markdown(following), runs), 100)
+
+        print(
+            f"Serving pages ({args.requests} requests for the version page, up to {runs} for the others) ...",
+            flush=True,
+        )
+        samples, size = time_get(client, f"/codes/{SLUG}/v2", args.requests, warmup=5, expect=b'id="title-p0"')
+        print(f"  version page: {size / 1024:.0f} KiB", flush=True)
+        results.add(f"GET /codes/{SLUG}/v2 (stored HTML)", samples, 5)
+        samples, size = time_get(client, f"/codes/{SLUG}/compare?from=1&to=2", runs, warmup=1, expect=b"<ins>")
+        print(f"  compare page: {size / 1024:.0f} KiB", flush=True)
+        results.add(f"GET /codes/{SLUG}/compare?from=1&to=2", samples, None)
+        samples, size = time_get(client, f"/api/v1/codes/{SLUG}/diff?from=1&to=2", runs, warmup=1)
+        print(f"  diff API: {size / 1024:.0f} KiB", flush=True)
+        results.add(f"GET /api/v1/codes/{SLUG}/diff?from=1&to=2", samples, None)
+
+        print(f"Diffing the two versions (up to {runs} runs each) ...", flush=True)
+        old_clauses, new_clauses = stored_clauses_of_versions(app)
+        diffs = diff_clauses(old_clauses, new_clauses)
+        counts: dict[str, int] = {}
+        for d in diffs:
+            counts[d.status] = counts.get(d.status, 0) + 1
+        print(f"  clause statuses: {counts}, moved: {sum(d.moved for d in diffs)}", flush=True)
+        results.add(
+            "diff_clauses, stored clauses", time_calls(lambda: diff_clauses(old_clauses, new_clauses), runs), 150
+        )
+
+        light_clauses = split_clauses(light)
+        light_diffs = diff_clauses(old_clauses, light_clauses)
+        changed = sum(d.status != "unchanged" for d in light_diffs)
+        print(
+            f"  light revision (1 of {len(previous_parts)} parts revised): {changed} clauses not unchanged", flush=True
+        )
+        results.add(
+            f"diff_clauses, 1 of {len(previous_parts)} parts revised (for scale)",
+            time_calls(lambda: diff_clauses(old_clauses, light_clauses), runs),
+            None,
+        )
+
+        start = time.perf_counter()
+        ops = word_diff(previous, following)
+        once = (time.perf_counter() - start) * 1000
+        print(
+            f"  word_diff, whole texts: first run {once:.0f} ms, {len(ops)} operations "
+            f"({sum(op == 0 for op, _ in ops)} equal)",
+            flush=True,
+        )
+        results.add("word_diff, whole texts", time_calls(lambda: word_diff(previous, following), runs, warmup=0), 150)
+
+        from app.db import db
+
+        with app.app_context():
+            db.engine.dispose()
+
+    print()
+    print(results.table())
+    print("\nResult: pass/FAIL compares the median with the target; p95 is nearest-rank over n timed runs.")
+    print(
+        f"\nTotal benchmark time: {time.perf_counter() - began:.1f} s (Python {sys.version.split()[0]}, {sys.platform})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
