@@ -59,7 +59,7 @@ class _SerialEmit:
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
         server = self.server  # type: ignore[attr-defined]
-        pkt = server.packet_class(packet.EVENT, namespace=namespace, data=[event] + data)
+        pkt = server.packet_class(packet.EVENT, namespace=namespace, data=[event, *data])
         encoded = pkt.encode()
         if not isinstance(encoded, list):
             encoded = [encoded]
