@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import request, session
+from flask import has_request_context, request, session
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -23,6 +23,8 @@ def select_locale() -> str | None:
     from flask import current_app
 
     languages = list(current_app.config["LANGUAGES"])
+    if not has_request_context():
+        return None  # CLI and background threads: the default language
     if current_user.is_authenticated and current_user.locale in languages:
         return str(current_user.locale)
     chosen = session.get("locale")

@@ -163,7 +163,8 @@ def submit_comment(slug: str, number: int) -> tuple[Response, int]:
 
     def field(name: str, kind: type, default: Any = None) -> Any:
         value = payload.get(name, default)
-        if value is not None and not isinstance(value, kind):
+        # bool is a subclass of int in Python; JSON true is not a position or an id.
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
             raise ValidationFailed(
                 _l("'%(name)s' must be a %(kind)s.", name=name, kind=kind.__name__),
                 field_errors={name: _l("Wrong type.")},

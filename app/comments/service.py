@@ -245,20 +245,25 @@ def submit_comment(session: Session, actor: User, version: Version, sub: Submiss
     now = utcnow()
     code = version.code
     first_seen = _first_seen(session, actor, sub.idempotency_key) or now
-    if not can(actor, Action.COMMENT, version) or not code.consultation_open(first_seen):
+    if not can(actor, Action.COMMENT, version):
+        raise Forbidden(_l("Observers follow the consultation but do not comment."))
+    if not code.consultation_open(first_seen):
         raise Forbidden(_closed_message(code, now))
     parent = None
     if sub.parent_id is not None:
         parent = session.get(Comment, sub.parent_id)
         if parent is None or parent.version_id != version.id or not can_see_comment(actor, parent):
             raise NotFound()
+        if parent.is_withdrawn:
+            raise Conflict(_l("That comment was withdrawn; it takes no more replies."))
         if parent.parent_id is not None:
             parent = parent.parent
     comment = Comment(
         code=code,
         version=version,
         clause_key=sub.clause_key if parent is None else parent.clause_key,
-        parent=parent,
+        # By id, not relationship: the row is not in the session yet, and the savepoint below flushes.
+        parent_id=parent.id if parent is not None else None,
         quote=anchor.quote,
         prefix=anchor.prefix,
         suffix=anchor.suffix,
@@ -365,7 +370,12 @@ def withdraw_comment(session: Session, actor: User, comment: Comment) -> None:
 
 
 def can_see_comment(viewer: object, comment: Comment) -> bool:
-    """Public comments on a visible version are public; group-only ones are for the working group."""
+    """Public comments on a visible version are public; group-only ones are for the working group.
+
+    Authors always see their own comments.
+    """
+    if isinstance(viewer, User) and comment.author_id == viewer.id:
+        return True
     if not can(viewer, Action.VIEW_VERSION, comment.version):
         return False
     return comment.visibility == Visibility.PUBLIC or can(viewer, Action.VIEW_GROUP_COMMENTS, comment.code)
@@ -379,6 +389,8 @@ def get_comment(session: Session, viewer: object, comment_id: int) -> Comment:
     """
     comment = session.get(Comment, comment_id)
     if comment is None or not can_see_comment(viewer, comment):
+        raise NotFound()
+    if comment.is_withdrawn and not (isinstance(viewer, User) and viewer.id == comment.author_id):
         raise NotFound()
     return comment
 
@@ -499,7 +511,7 @@ def notify(session: Session, user: User, kind: str, text: str, url: str) -> None
 
 
 def _notify_reply(session: Session, parent: Comment, reply: Comment) -> None:
-    if parent.author is not None and parent.author_id != reply.author_id:
+    if parent.author is not None and parent.author_id != reply.author_id and can_see_comment(parent.author, reply):
         notify(
             session, parent.author, "reply",
             f"{reply.author.display_name if reply.author else 'Someone'} replied to your comment #{parent.id}.",

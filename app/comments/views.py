@@ -132,7 +132,9 @@ def thread(comment_id: int) -> str:
         replies=replies,
         code=root.code,
         version=root.version,
-        show_receipt=request.args.get("receipt") == "1" and root.author_id == getattr(current_user, "id", None),
+        receipt_comment=comment
+        if request.args.get("receipt") == "1" and comment.author_id == getattr(current_user, "id", None)
+        else None,
         reply_form=ReplyForm(idempotency_key=new_key()),
         edit_form=EditCommentForm(body=root.body, proposed_text=root.proposed_text),
         disposition_form=disposition_form,
@@ -162,7 +164,7 @@ def reply(comment_id: int) -> Response:
     return redirect(
         url_for(
             "comments.thread",
-            comment_id=comment.parent_id or comment.id,
+            comment_id=receipt.comment_id,
             receipt=1,
             _anchor=f"comment-{receipt.comment_id}",
         )

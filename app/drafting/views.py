@@ -182,6 +182,10 @@ def version(slug: str, number: int) -> str:
         empty_form=EmptyForm(),
         threads=threads,
         by_clause=by_clause,
+        reply_counts={
+            t.id: sum(1 for r in t.replies if not r.is_withdrawn and comments.can_see_comment(current_user, r))
+            for t in threads
+        },
         carried=comments.comments_carried_into(db.session, current_user, version),
         consultation_open=open_now,
         comment_form=comment_form_for(version) if may_comment else None,
