@@ -8,10 +8,13 @@ that is gone is *orphaned*; a comment is never silently attached to a passage th
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 from diff_match_patch import diff_match_patch
+
+from app.drafting.diffing import word_diff
 
 CONTEXT_CHARS = 32
 OUTDATED_SIMILARITY = 0.5
@@ -105,6 +108,14 @@ def _similarity(dmp: diff_match_patch, a: str, b: str) -> float:
     return max(0.0, 1.0 - distance / max(len(a), len(b)))
 
 
+@functools.lru_cache(maxsize=2048)
+def clause_diff(old_text: str, new_text: str) -> list[tuple[int, str]]:
+    """Diff two versions of a clause by words (versions never change, so the result is cached per process)."""
+    if old_text == new_text:
+        return [(0, old_text)] if old_text else []
+    return list(word_diff(old_text, new_text))
+
+
 def reanchor(
     anchor: Anchor,
     clause_key: str,
@@ -129,8 +140,7 @@ def reanchor(
         cache = {} if diff_cache is None else diff_cache
         diffs = cache.get((old_text, new_text))
         if diffs is None:
-            diffs = dmp.diff_main(old_text, new_text)
-            dmp.diff_cleanupSemantic(diffs)
+            diffs = clause_diff(old_text, new_text)
             cache[(old_text, new_text)] = diffs
         start, end = dmp.diff_xIndex(diffs, anchor.start), dmp.diff_xIndex(diffs, anchor.end)
         # Check at the mapped start: text inserted right after the quote moves the mapped end, not the quote.

@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -573,6 +574,24 @@ class ReanchorReport:
     applied: int = 0
 
 
+def clause_texts(version: Version) -> dict[str, str]:
+    """Return a version's clauses by key; built once per version and process, since versions never change."""
+    return _clause_texts(version.id, version.content_sha256, lambda: {c.key: c.markdown for c in version.clauses})
+
+
+_CLAUSE_TEXTS: dict[tuple[int, str], dict[str, str]] = {}
+
+
+def _clause_texts(version_id: int, content_sha256: str, load: Callable[[], dict[str, str]]) -> dict[str, str]:
+    key = (version_id, content_sha256)
+    texts = _CLAUSE_TEXTS.get(key)
+    if texts is None:
+        if len(_CLAUSE_TEXTS) > 64:
+            _CLAUSE_TEXTS.clear()
+        texts = _CLAUSE_TEXTS[key] = load()
+    return texts
+
+
 def _place(
     session: Session,
     comment: Comment,
@@ -581,8 +600,7 @@ def _place(
     cache: dict[tuple[str, str], list[tuple[int, str]]],
 ) -> CommentAnchor | None:
     """Carry one comment from where it sits in `old` into `new`; None when it was already lost in `old`."""
-    old_clauses = {clause.key: clause.markdown for clause in old.clauses}
-    new_clauses = {clause.key: clause.markdown for clause in new.clauses}
+    old_clauses, new_clauses = clause_texts(old), clause_texts(new)
     if comment.version_id == old.id:
         base, key = base_of(comment), comment.clause_key
     else:

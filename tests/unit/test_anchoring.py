@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from diff_match_patch import diff_match_patch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.comments import anchoring
 from app.comments.anchoring import (
     CONTEXT_CHARS,
     Anchor,
@@ -391,30 +391,27 @@ def test_a_shared_diff_cache_gives_the_same_placements_and_holds_one_diff_per_cl
 def test_comments_on_one_clause_share_one_diff_through_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     new = "Scope. " + TRANSPARENCY.replace("upon request", "on request")
     anchors = [anchor_on(TRANSPARENCY, quote) for quote in ("technical documentation", "the model", "AI Office")]
-    clause_diffs: list[tuple[str, str]] = []
-    real_diff_main = diff_match_patch.diff_main
+    calls: list[tuple[str, str]] = []
+    real_word_diff = anchoring.word_diff
 
-    def counting_diff_main(self: diff_match_patch, text1: str, text2: str, *args: object) -> object:
-        if (text1, text2) == (TRANSPARENCY, new):
-            clause_diffs.append((text1, text2))
-        return real_diff_main(self, text1, text2, *args)
+    def counting_word_diff(old: str, new_text: str, **kwargs: object) -> object:
+        calls.append((old, new_text))
+        return real_word_diff(old, new_text)
 
-    monkeypatch.setattr(diff_match_patch, "diff_main", counting_diff_main)
+    monkeypatch.setattr(anchoring, "word_diff", counting_word_diff)
+    anchoring.clause_diff.cache_clear()
     cache: dict[tuple[str, str], list[tuple[int, str]]] = {}
     placements = [reanchor(anchor, "transparency", TRANSPARENCY, {"transparency": new}, cache) for anchor in anchors]
-    assert len(clause_diffs) == 1
+    assert calls == [(TRANSPARENCY, new)]
     stored = cache[(TRANSPARENCY, new)]
     assert stored[0] == (1, "Scope. ")
     assert "".join(part for op, part in stored if op >= 0) == new
     assert "".join(part for op, part in stored if op <= 0) == TRANSPARENCY
     assert all(p.state == "anchored" and at(p, new) == a.quote for p, a in zip(placements, anchors, strict=True))
-    # Without a cache every comment pays for its own diff.
+    # Versions never change, so the process keeps the diff even for callers that pass no cache.
     for anchor in anchors:
         reanchor(anchor, "transparency", TRANSPARENCY, {"transparency": new})
-    assert len(clause_diffs) == 1 + len(anchors)
-
-
-# --- proposal_applied ----------------------------------------------------------------------------
+    assert len(calls) == 1
 
 
 def test_a_proposal_standing_where_the_quote_was_is_applied() -> None:
