@@ -44,6 +44,15 @@ def _queue_changes(session: Session, flush_context: Any) -> None:
     sources = {
         source for obj in (*session.new, *session.dirty, *session.deleted) if (source := _source_of(obj)) is not None
     }
+    # Publishing a version changes who may read its comments, so they are re-indexed with it.
+    published = [
+        obj.id
+        for obj in session.dirty
+        if isinstance(obj, Version) and inspect(obj).attrs.published_at.history.has_changes()
+    ]
+    if published:
+        comment_ids = session.connection().execute(select(Comment.id).where(Comment.version_id.in_(published)))
+        sources.update(f"comment:{comment_id}" for (comment_id,) in comment_ids)
     if not sources:
         return
     session.connection().execute(insert(SearchQueueItem), [{"source": s} for s in sorted(sources)])

@@ -117,6 +117,10 @@ def parse(text: str) -> wq.Query:
     if tree is wq.NullQuery or not list(tree.leaves()):
         raise QueryError(_l("The search could not be understood. Check quotes and brackets."))
     for leaf in tree.leaves():
+        if not isinstance(leaf, (wq.Term, wq.Phrase, wq.Prefix, wq.Wildcard, wq.Every)):
+            raise QueryError(
+                _l("The search could not be understood: ranges and other special syntax are not supported.")
+            )
         if isinstance(leaf, wq.Every):
             raise QueryError(_l("Give at least two letters before a *."))
         if isinstance(leaf, wq.Wildcard) and not isinstance(leaf, wq.Prefix):

@@ -41,6 +41,8 @@ def _schema() -> Schema:
         content_en=TEXT(analyzer=LanguageAnalyzer("en"), phrase=True),
         content_sv=TEXT(analyzer=LanguageAnalyzer("sv"), phrase=True),
         content_other=TEXT(analyzer=StandardAnalyzer(), phrase=True),
+        # Unstemmed words of every document, for prefix queries: "mitigat*" must not meet the stem "mitig".
+        content_words=TEXT(analyzer=StandardAnalyzer(), phrase=False),
         language=ID(stored=True),
         audience=KEYWORD(stored=True),
         category=ID(stored=True, sortable=True),
@@ -61,7 +63,7 @@ def _compile(tree: wq.Query) -> wq.Query:
     if isinstance(tree, wq.Phrase):
         return wq.Or([wq.Phrase(name, tree.words) for name in SEARCH_FIELDS])
     if isinstance(tree, wq.Prefix):
-        return wq.Or([wq.Prefix(name, tree.text) for name in SEARCH_FIELDS])
+        return wq.Or([wq.Prefix("title", tree.text), wq.Prefix("content_words", tree.text)])
     if isinstance(tree, wq.Not):
         return wq.Not(_compile(tree.query))
     if isinstance(tree, wq.AndNot):
@@ -77,7 +79,8 @@ def _stem_for_field(query: wq.Query, schema: Schema) -> wq.Query:
     """Run each term through its field's analyser (so 'risks' finds 'risk' in English, not in Swedish)."""
     if isinstance(query, wq.Term):
         tokens = [t.text for t in schema[query.fieldname].analyzer(query.text, mode="query")]
-        return wq.Term(query.fieldname, tokens[0]) if tokens else wq.NullQuery
+        # A stop word ("out" in "opt-out") constrains nothing in this field, as PostgreSQL also treats it.
+        return wq.Term(query.fieldname, tokens[0]) if tokens else wq.Every(query.fieldname)
     if isinstance(query, wq.Phrase):
         analyzer = schema[query.fieldname].analyzer
         words = [t.text for word in query.words for t in analyzer(word, mode="query")]
@@ -157,6 +160,7 @@ class WhooshBackend:
             "disposition": doc.disposition or "", "date": doc.date.replace(tzinfo=None), "url": doc.url,
         }  # fmt: skip
         fields[CONTENT_FIELDS.get(doc.language, OTHER_CONTENT)] = doc.content
+        fields["content_words"] = doc.content
         return fields
 
     def _filter(self, request: SearchRequest) -> wq.Query | None:
@@ -189,7 +193,9 @@ class WhooshBackend:
         results.fragmenter = ContextFragmenter(maxchars=240, surround=60)
         results.formatter = HtmlFormatter(tagname="mark", between=" … ")
         hits = []
-        for hit in page:
+        # whoosh answers a page past the end with the last page; past the end there is nothing.
+        beyond = (request.page - 1) * request.per_page >= len(results)
+        for hit in [] if beyond else page:
             content = hit["content"]
             field = CONTENT_FIELDS.get(hit["language"], OTHER_CONTENT)
             snippet = hit.highlights(field, text=content, top=2) or html.escape(content[:240])
