@@ -1,6 +1,5 @@
-"""Search contract cases that still fail (see issue 6): kept out of collection until fixed.
-
-Rename to test_search_pending.py to run them. Moved verbatim from test_search.py on 2026-11-25."""
+# Search contract cases that still fail (see issue 6), kept out of collection until fixed: rename this file
+# to test_search_pending.py to run them. A verbatim copy of test_search.py as it was on 2026-11-25.
 
 """Search, as one contract that both backends keep: whoosh (on SQLite) and PostgreSQL full-text search (on
 PostgreSQL). Every test runs once per backend through the `app` fixture, on the same data, and expects the
