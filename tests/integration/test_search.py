@@ -575,7 +575,7 @@ def answer(client, path: str, args: dict[str, str]) -> tuple[int, str]:
 def test_bad_input_is_a_clear_422_on_the_api_and_400_on_the_page_never_500(client):
     answers = {}
     for args, message in BAD_QUERIES:
-        for path, status in (("/api/v1/search", 422), ("/search", 400)):
+        for path, _status in (("/api/v1/search", 422), ("/search", 400)):
             code, body = answer(client, path, args)
             answers[(path, str(args)[:40])] = (code, message in body) if code != 500 else (code, body[:120])
     assert answers == {
