@@ -56,7 +56,10 @@ def get_code(session: Session, viewer: object, slug: str) -> Code:
     # A code page lists versions; their texts (hundreds of KB each) load only when a page needs one.
     versions = selectinload(Code.versions).options(defer(Version.markdown), defer(Version.html), defer(Version.toc))
     code = session.scalars(
-        select(Code).where(Code.slug == slug).options(versions, selectinload(Code.working_group))
+        select(Code)
+        .where(Code.slug == slug)
+        # The working text is as large as a version; pages that show it load it when they need it.
+        .options(versions, selectinload(Code.working_group), defer(Code.working_text))
     ).first()
     if code is None:
         raise NotFound()
