@@ -64,7 +64,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402
 import socketio  # noqa: E402
 
 try:
@@ -73,7 +72,7 @@ except ImportError:
     sys.exit("bench/collab.py needs aiohttp, which the app does not: .venv/bin/pip install aiohttp")
 from pycrdt import Doc, Text  # noqa: E402
 
-from tests.support.live import FLASK, free_port, login, prepare_database, server_env, socket_headers  # noqa: E402
+from tests.support.live import LiveServer, free_port, login, prepare_database, server_env, socket_headers  # noqa: E402
 
 NAMESPACE = "/collab"
 SLUG = "gpai-code"
@@ -162,54 +161,11 @@ def bench_env(folder: Path, db_file: Path) -> dict[str, str]:
 # --- the server ------------------------------------------------------------------------------------
 
 
-class Server:
-    """`flask serve` in its own process, optionally pinned to one core with taskset."""
+class Server(LiveServer):
+    """The live test server, pinned to one core, reporting its CPU time, memory and threads."""
 
     def __init__(self, env: dict[str, str], log: Path, core: int | None, root: Path = ROOT) -> None:
-        self.env, self.log, self.core, self.root = env, log, core, root
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self, timeout: float = 30.0) -> None:
-        pin = ["taskset", "-c", str(self.core)] if self.core is not None else []
-        with self.log.open("ab") as log:
-            # taskset execs the server, so the pid is the server's own.
-            self.process = subprocess.Popen(
-                [*pin, *FLASK, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=self.root,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early; see {self.log}")
-            try:
-                if requests.get(self.url + "/login", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not answer within {timeout} s; see {self.log}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        super().__init__(free_port(), env, log, core=core, root=root)
 
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.pid)

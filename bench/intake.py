@@ -61,7 +61,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -83,7 +82,7 @@ try:
 except ImportError:  # pragma: no cover - not in the requirements
     sys.exit("bench/intake.py needs aiohttp, which is not in the requirements: .venv/bin/pip install aiohttp")
 
-from tests.support.live import DEMO_PASSWORD, FLASK, free_port, login, prepare_database, server_env  # noqa: E402
+from tests.support.live import DEMO_PASSWORD, LiveServer, free_port, login, prepare_database, server_env  # noqa: E402
 
 SLUG = "gpai-code"
 VERSION = 2
@@ -138,53 +137,11 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 # --- the server ----------------------------------------------------------------------------------------
 
 
-class Server:
-    """`flask serve` in its own process, optionally pinned to one core with taskset (which execs the server)."""
+class Server(LiveServer):
+    """The live test server, optionally pinned to one core with taskset."""
 
     def __init__(self, env: dict[str, str], log: Path, core: int | None) -> None:
-        self.env, self.log, self.core = env, log, core
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self, timeout: float = 30.0) -> None:
-        pin = ["taskset", "-c", str(self.core)] if self.core is not None else []
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [*pin, *FLASK, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early; see {self.log}")
-            try:
-                if requests.get(self.url + "/login", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not answer within {timeout} s; see {self.log}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        super().__init__(free_port(), env, log, core=core)
 
 
 # --- preparing the intake database ----------------------------------------------------------------------

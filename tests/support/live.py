@@ -46,17 +46,27 @@ class LiveServer:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
+    # Benchmarks pin the server to one core (taskset execs it, so the pid stays the server's own) and may
+    # serve the app from another checkout to try a change.
+    core: int | None = None
+    root: Path = ROOT
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
     def start(self, timeout: float = 20.0) -> None:
+        pin = ["taskset", "-c", str(self.core)] if self.core is not None else []
         with self.log_path.open("ab") as log:
             # The child keeps its own copy of the descriptor; ours can close at once.
             self.process = subprocess.Popen(
-                [*FLASK, "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
-                cwd=ROOT,
+                [*pin, *FLASK, "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
+                cwd=self.root,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -70,6 +80,7 @@ class LiveServer:
                     return
             except requests.ConnectionError:
                 time.sleep(0.1)
+        self.stop()
         raise RuntimeError(f"server did not answer within {timeout} s; see {self.log_path}")
 
     def kill(self) -> None:
