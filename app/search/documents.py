@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -40,44 +40,61 @@ class SearchDocument:
     disposition: str | None = None
 
 
-def version_documents(version: Version) -> Iterator[SearchDocument]:
-    code = version.code
-    audience = PUBLIC if version.is_published else group_audience(code.working_group_id)
-    for clause in version.clauses:
+def _clause_documents(
+    code: Code,
+    clauses: Iterable[tuple[str, str, str]],
+    *,
+    source: str,
+    kind: str,
+    version: int | None,
+    audience: str,
+    date: dt.datetime,
+    page: str,
+) -> Iterator[SearchDocument]:
+    """One document per (key, heading, markdown) clause of a text shown at `page`."""
+    for key, heading, markdown in clauses:
         yield SearchDocument(
-            id=f"version:{version.id}:{clause.key}",
-            source=f"version:{version.id}",
-            kind="version",
+            id=f"{source}:{key}",
+            source=source,
+            kind=kind,
             code=code.slug,
             code_title=code.title,
-            version=version.number,
-            clause=clause.key,
-            title=clause.heading or code.title,
-            content=clause.markdown,
+            version=version,
+            clause=key,
+            title=heading or code.title,
+            content=markdown,
             language=code.language,
             audience=audience,
-            date=version.published_at or version.created_at,
-            url=f"/codes/{code.slug}/v{version.number}#{clause.key}",
+            date=date,
+            url=f"{page}#{key}",
         )
+
+
+def version_documents(version: Version) -> Iterator[SearchDocument]:
+    code = version.code
+    return _clause_documents(
+        code,
+        ((c.key, c.heading, c.markdown) for c in version.clauses),
+        source=f"version:{version.id}",
+        kind="version",
+        version=version.number,
+        audience=PUBLIC if version.is_published else group_audience(code.working_group_id),
+        date=version.published_at or version.created_at,
+        page=f"/codes/{code.slug}/v{version.number}",
+    )
 
 
 def working_documents(code: Code) -> Iterator[SearchDocument]:
-    for clause in split_clauses(code.working_text, strict=False):
-        yield SearchDocument(
-            id=f"code:{code.id}:{clause.key}",
-            source=f"code:{code.id}",
-            kind="working",
-            code=code.slug,
-            code_title=code.title,
-            version=None,
-            clause=clause.key,
-            title=clause.heading or code.title,
-            content=clause.markdown,
-            language=code.language,
-            audience=group_audience(code.working_group_id),
-            date=code.updated_at,
-            url=f"/codes/{code.slug}/working#{clause.key}",
-        )
+    return _clause_documents(
+        code,
+        ((c.key, c.heading, c.markdown) for c in split_clauses(code.working_text, strict=False)),
+        source=f"code:{code.id}",
+        kind="working",
+        version=None,
+        audience=group_audience(code.working_group_id),
+        date=code.updated_at,
+        page=f"/codes/{code.slug}/working",
+    )
 
 
 def comment_documents(comment: Comment) -> Iterator[SearchDocument]:
