@@ -38,11 +38,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.audit.views import bp as audit_bp
     from app.comments import intake
     from app.comments.views import bp as comments_bp
+    from app.consensus.views import bp as consensus_bp
     from app.drafting.views import bp as drafting_bp
     from app.search import service as search_service
     from app.search.views import bp as search_bp
 
-    for blueprint in (accounts_bp, drafting_bp, comments_bp, search_bp, audit_bp, api_bp):
+    for blueprint in (accounts_bp, drafting_bp, comments_bp, consensus_bp, search_bp, audit_bp, api_bp):
         app.register_blueprint(blueprint)
     intake.configure(int(app.config["INTAKE_CONCURRENCY"]))
     search_service.init_app(app)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from app.accounts import service as accounts
 from app.accounts.models import StakeholderCategory
 from app.audit.service import verify_publication_log
+from app.consensus.demo import seed_demo_consensus
 from app.db import db, in_transaction
 from app.demo import seed_demo_users
 from app.drafting.folders import code_folders, export_code, load_codes, read_folder
@@ -91,9 +92,11 @@ def register_cli(app: Flask) -> None:
 
     @demo.command("seed")
     def demo_seed() -> None:
-        """Create demo accounts for every role (password: accord-demo)."""
+        """Create demo accounts for every role (password: accord-demo), forums and rounds of positions."""
         created = in_transaction(seed_demo_users)
         click.echo(f"{created} demo account(s) created.")
+        forums = in_transaction(seed_demo_consensus)
+        click.echo(f"{forums} demo forum(s) created.")
 
     audit = click.Group("audit", help="Check the records.")
     app.cli.add_command(audit)

@@ -6,6 +6,7 @@ import enum
 from typing import Any
 
 from app.accounts.models import Role, User, WorkingGroup
+from app.consensus.models import Forum
 from app.drafting.models import Code, Version
 from app.errors import Forbidden, NotFound
 
@@ -27,6 +28,7 @@ class Action(enum.StrEnum):
     COMMENT = "comment"
     VIEW_GROUP_COMMENTS = "view_group_comments"
     MANAGE_CONSULTATION = "manage_consultation"
+    MANAGE_FORUM = "manage_forum"
 
 
 CHAIRS = frozenset({Role.CHAIR, Role.VICE_CHAIR})
@@ -59,6 +61,9 @@ def role_in(user: Any, group: WorkingGroup | int) -> Role | None:
 
 
 def _group_role(user: Any, obj: Any) -> Role | None:
+    if isinstance(obj, Forum):
+        # A forum of no working group has no chairs of its own: admins manage it.
+        return role_in(user, obj.working_group_id) if obj.working_group_id is not None else None
     if isinstance(obj, Version):
         obj = obj.code
     if isinstance(obj, Code):
@@ -77,7 +82,14 @@ def can(user: Any, action: Action, obj: Any = None) -> bool:
     match action:
         case Action.CREATE_WORKING_GROUP | Action.VIEW_AUDIT:
             return False
-        case Action.MANAGE_MEMBERS | Action.INVITE | Action.CREATE_CODE | Action.EDIT_CODE | Action.MANAGE_CONSULTATION:
+        case (
+            Action.MANAGE_MEMBERS
+            | Action.INVITE
+            | Action.CREATE_CODE
+            | Action.EDIT_CODE
+            | Action.MANAGE_CONSULTATION
+            | Action.MANAGE_FORUM
+        ):
             return role in CHAIRS
         case Action.CUT_VERSION | Action.PUBLISH_VERSION:
             return role in CHAIRS

@@ -1,0 +1,1 @@
+"""Consensus tracking: forums, rounds, positions, tallies, levels, bridging, trends and consensus calls."""
