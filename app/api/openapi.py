@@ -15,6 +15,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 _NOT_FOUND = _json(_ref("Error"), "Not found, or not visible to you (the same answer for both).")
 _SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+_ROUND = {"name": "round_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _NUMBER = {"name": "number", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 
 
@@ -216,6 +217,63 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/rounds/{round_id}/positions": {
+                "post": {
+                    "summary": "Record your positions in an open round (session cookie); the same again changes "
+                    "nothing, a different one replaces it and keeps the history",
+                    "operationId": "recordPositions",
+                    "parameters": [_ROUND],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        _ref("PositionSubmission"),
+                                        {
+                                            "type": "object",
+                                            "properties": {
+                                                "positions": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": _ref("PositionSubmission"),
+                                                }
+                                            },
+                                            "required": ["positions"],
+                                        },
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json(_ref("PositionsAnswer"), "Recorded; at least one position changed"),
+                        "200": _json(_ref("PositionsAnswer"), "Nothing changed: these positions were already recorded"),
+                        "401": _json(_ref("Error"), "Not logged in"),
+                        "403": _json(_ref("Error"), "You do not take part in this round's forum"),
+                        "404": _NOT_FOUND,
+                        "409": _json(_ref("Error"), "The round is not open"),
+                        "415": _json(_ref("Error"), "Not JSON"),
+                        "422": _json(_ref("Error"), "Invalid position; nothing was recorded"),
+                    },
+                },
+                "get": {
+                    "summary": "Every counted position of a round: named where the participant agreed to "
+                    "publication, otherwise category and stance only (open to the working group while the round "
+                    "runs, to everyone once it has closed)",
+                    "operationId": "roundPositions",
+                    "parameters": [_ROUND],
+                    "responses": {"200": _json(_ref("RoundPositions"), "The positions"), "404": _NOT_FOUND},
+                },
+            },
+            "/api/v1/rounds/{round_id}/tallies": {
+                "get": {
+                    "summary": "A round's rules and tallies per clause and stakeholder category",
+                    "operationId": "roundTallies",
+                    "parameters": [_ROUND],
+                    "responses": {"200": _json(_ref("RoundTallies"), "The tallies"), "404": _NOT_FOUND},
+                }
+            },
             "/api/v1/publication-log": {
                 "get": {
                     "summary": "The hash-chained publication log, verified on the server",
@@ -339,6 +397,77 @@ def openapi_document() -> dict[str, Any]:
                         "comment": _ref("Comment"),
                     },
                     "required": ["receipt", "comment"],
+                },
+                "PositionSubmission": {
+                    "type": "object",
+                    "properties": {
+                        "clause": {"type": "string"},
+                        "stance": {"type": "string", "enum": ["support", "support_with_changes", "abstain", "oppose"]},
+                        "serious_objection": {"type": "boolean"},
+                        "rationale": {"type": "string", "maxLength": 10000},
+                        "comment_id": {"type": ["integer", "null"]},
+                        "publish": {"type": "boolean"},
+                    },
+                    "required": ["clause", "stance"],
+                },
+                "PositionsAnswer": {
+                    "type": "object",
+                    "properties": {
+                        "positions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "integer"},
+                                    "round": {"type": "integer"},
+                                    "clause": {"type": "string"},
+                                    "stance": {"type": "string"},
+                                    "serious_objection": {"type": "boolean"},
+                                    "revision": {"type": "integer"},
+                                    "recorded_at": {"type": "string", "format": "date-time"},
+                                    "changed": {"type": "boolean"},
+                                },
+                                "required": ["id", "clause", "stance", "revision", "changed"],
+                            },
+                        }
+                    },
+                    "required": ["positions"],
+                },
+                "Round": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "title": {"type": "string"},
+                        "forum": {"type": "string"},
+                        "code": {"type": "string"},
+                        "version": {"type": "integer"},
+                        "opens_at": {"type": "string", "format": "date-time"},
+                        "closes_at": {"type": "string", "format": "date-time"},
+                        "clauses": {"type": "array", "items": {"type": "string"}},
+                        "eligibility": {"type": "string", "enum": ["members", "registered"]},
+                        "counting": {"type": "string", "enum": ["person", "organisation"]},
+                        "thresholds": {"type": "object"},
+                    },
+                    "required": ["id", "code", "version", "clauses", "thresholds"],
+                },
+                "RoundTallies": {
+                    "type": "object",
+                    "properties": {
+                        "round": _ref("Round"),
+                        "participants": {"type": "object", "additionalProperties": {"type": "integer"}},
+                        "tallies": {
+                            "type": "array",
+                            "description": "One row per clause and category, and one 'all' row per clause with "
+                            "its level, serious objections, lowest category, bridging and divergent categories.",
+                            "items": {"type": "object"},
+                        },
+                    },
+                    "required": ["round", "tallies"],
+                },
+                "RoundPositions": {
+                    "type": "object",
+                    "properties": {"round": _ref("Round"), "positions": {"type": "array", "items": {"type": "object"}}},
+                    "required": ["round", "positions"],
                 },
                 "PublicationLog": {
                     "type": "object",

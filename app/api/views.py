@@ -8,12 +8,15 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from flask_login import current_user
 from werkzeug.exceptions import UnsupportedMediaType
 
+from app.accounts.models import User
 from app.api.openapi import openapi_document
 from app.audit.service import publication_log, verify_publication_log
 from app.comments import service as comments
 from app.comments.models import Comment
 from app.comments.views import submit
-from app.db import db
+from app.consensus import service as consensus
+from app.consensus.models import Position
+from app.db import db, in_transaction, utcnow
 from app.drafting import service
 from app.drafting.models import Code, Version
 from app.errors import Unauthorized, ValidationFailed
@@ -144,6 +147,18 @@ def _comment_json(comment: Comment, *, with_replies: bool = False) -> dict[str, 
     return data
 
 
+def _typed(payload: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    """Return a JSON field, refusing a value of the wrong type with a message naming the field."""
+    value = payload.get(name, default)
+    # bool is a subclass of int in Python; JSON true is not a position or an id.
+    if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+        raise ValidationFailed(
+            _l("'%(name)s' must be a %(kind)s.", name=name, kind=kind.__name__),
+            field_errors={name: _l("Wrong type.")},
+        )
+    return value
+
+
 def _versioned(slug: str, number: int) -> Version:
     code = service.get_code(db.session, current_user, slug)
     return service.get_version(db.session, current_user, code, number)
@@ -162,14 +177,7 @@ def submit_comment(slug: str, number: int) -> tuple[Response, int]:
     key = request.headers.get("Idempotency-Key") or payload.get("idempotency_key") or ""
 
     def field(name: str, kind: type, default: Any = None) -> Any:
-        value = payload.get(name, default)
-        # bool is a subclass of int in Python; JSON true is not a position or an id.
-        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
-            raise ValidationFailed(
-                _l("'%(name)s' must be a %(kind)s.", name=name, kind=kind.__name__),
-                field_errors={name: _l("Wrong type.")},
-            )
-        return value
+        return _typed(payload, name, kind, default)
 
     submission = comments.Submission(
         clause_key=field("clause", str, ""),
@@ -231,3 +239,85 @@ def publication_log_json() -> Response:
             ],
         }
     )
+
+
+# --- consensus -------------------------------------------------------------------------------------
+
+
+def _position_json(position: Position, changed: bool) -> dict[str, Any]:
+    return {
+        "id": position.id,
+        "round": position.round_id,
+        "clause": position.clause_key,
+        "stance": position.stance.value,
+        "serious_objection": position.serious_objection,
+        "rationale": position.rationale,
+        "comment_id": position.comment_id,
+        "publish": position.publish,
+        "revision": position.revision,
+        "recorded_at": position.updated_at.isoformat(),
+        "changed": changed,
+    }
+
+
+def _position_input(item: Any) -> consensus.PositionInput:
+    if not isinstance(item, dict):
+        raise ValidationFailed(_l("Each position must be a JSON object."))
+    return consensus.PositionInput(
+        clause_key=_typed(item, "clause", str) or "",
+        stance=_typed(item, "stance", str) or "",
+        serious_objection=bool(_typed(item, "serious_objection", bool)),
+        rationale=_typed(item, "rationale", str) or "",
+        comment_id=_typed(item, "comment_id", int),
+        publish=bool(_typed(item, "publish", bool)),
+    )
+
+
+@bp.post("/api/v1/rounds/<int:round_id>/positions")
+def record_positions(round_id: int) -> tuple[Response, int]:
+    if not current_user.is_authenticated:
+        raise Unauthorized(_l("Log in to record positions; the API uses the same session cookie as the pages."))
+    if not request.is_json:
+        raise UnsupportedMediaType()
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise ValidationFailed(_l("Send a JSON object."))
+    items = payload.get("positions", [payload])
+    if not isinstance(items, list) or not items:
+        raise ValidationFailed(_l("Send one position, or a non-empty list of them as 'positions'."))
+    given = [_position_input(item) for item in items]
+    results = in_transaction(
+        lambda s: consensus.record_positions(
+            s,
+            s.get(User, current_user.id),
+            consensus.get_round(s, current_user, round_id),
+            given,  # type: ignore[arg-type]
+        )
+    )
+    body = {"positions": [_position_json(position, changed) for position, changed in results]}
+    return jsonify(body), 201 if any(changed for _position, changed in results) else 200
+
+
+def _round_with_results(round_id: int) -> Any:
+    round_ = consensus.get_round(db.session, current_user, round_id)
+    consensus.require_results(current_user, round_, utcnow())
+    return round_
+
+
+@bp.get("/api/v1/rounds/<int:round_id>/tallies")
+def round_tallies(round_id: int) -> Response:
+    round_ = _round_with_results(round_id)
+    result = consensus.round_tally(db.session, round_)
+    return jsonify(
+        {
+            "round": consensus.rules_json(round_),
+            "participants": result.participants,
+            "tallies": consensus.tally_rows(result),
+        }
+    )
+
+
+@bp.get("/api/v1/rounds/<int:round_id>/positions")
+def round_positions(round_id: int) -> Response:
+    round_ = _round_with_results(round_id)
+    return jsonify({"round": consensus.rules_json(round_), "positions": consensus.position_rows(db.session, round_)})

@@ -73,6 +73,8 @@ def create_forum(
     """
     forum = Forum(slug=slug, name=name.strip(), description=description.strip(), is_open=is_open)
     forum.working_group = working_group
+    # Set now, not at flush: the access check below reads it.
+    forum.working_group_id = working_group.id if working_group is not None else None
     require(
         actor, Action.MANAGE_FORUM, forum,
         reason=_l("Only admins, and chairs for their own working group, create forums."),
@@ -215,7 +217,8 @@ def create_round(session: Session, actor: User, forum: Forum, version: Version, 
     require(actor, Action.MANAGE_CONSULTATION, code, reason=_l("Only the working group's chairs open rounds."))
     if forum.working_group_id is not None and forum.working_group_id != code.working_group_id:
         raise ValidationFailed(_l("This forum belongs to another working group."))
-    round_ = Round(forum=forum, code=code, version=version, created_by_id=actor.id)
+    # By id, not relationship: a round that fails validation must never reach the session through a backref.
+    round_ = Round(forum_id=forum.id, code_id=code.id, version_id=version.id, created_by_id=actor.id)
     _apply_rules(round_, forum, version, rules)
     session.add(round_)
     session.flush()
@@ -230,6 +233,13 @@ def update_round(session: Session, actor: User, round_: Round, rules: RoundRules
         Conflict: once the round has opened, its rules are frozen.
     """
     require(actor, Action.MANAGE_CONSULTATION, round_.code, reason=_l("Only the working group's chairs change rounds."))
+    check_unfrozen(round_, now)
+    _apply_rules(round_, round_.forum, round_.version, rules)
+    record_event(session, actor, "round.updated", "round", round_.id)
+
+
+def check_unfrozen(round_: Round, now: dt.datetime) -> None:
+    """Raise Conflict once the round has opened: positions were taken under its rules."""
     if round_.has_opened(now):
         raise Conflict(
             _l(
@@ -238,8 +248,6 @@ def update_round(session: Session, actor: User, round_: Round, rules: RoundRules
                 time=f"{round_.opens_at:%Y-%m-%d %H:%M}",
             )
         )
-    _apply_rules(round_, round_.forum, round_.version, rules)
-    record_event(session, actor, "round.updated", "round", round_.id)
 
 
 def get_round(session: Session, viewer: object, round_id: int) -> Round:

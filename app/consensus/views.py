@@ -220,7 +220,10 @@ def edit_round(round_id: int) -> str | BaseResponse | tuple[str, int]:
         round_.code,
         reason=_("Only the working group's chairs change rounds."),
     )
+    if request.method == "POST":
+        service.check_unfrozen(round_, utcnow())
     form = _round_form(round_.version, [round_.forum], obj=round_)
+    del form.forum  # a round stays in the forum it was opened in
     if form.validate_on_submit():
         rules = _rules(form)
         try:

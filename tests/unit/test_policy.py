@@ -8,6 +8,7 @@ import pytest
 from flask_login import AnonymousUserMixin
 
 from app.accounts.models import Membership, Role, StakeholderCategory, User, WorkingGroup
+from app.consensus.models import Forum
 from app.drafting.models import Code, Version
 from app.errors import Forbidden, NotFound
 from app.policy import Action, can, require
@@ -39,7 +40,8 @@ def make_world(*, published: bool) -> dict[str, object]:
     version = Version(id=100, number=1, label="First draft", markdown="# Code\n")
     version.code = code
     version.published_at = dt.datetime(2025, 3, 1, tzinfo=dt.UTC) if published else None
-    return {"group": group, "code": code, "version": version, None: None}
+    forum = Forum(id=7, slug="plenary", name="Plenary", working_group_id=GROUP_ID)
+    return {"group": group, "code": code, "version": version, "forum": forum, None: None}
 
 
 # The object each action is decided on, as the services and views pass it.
@@ -60,6 +62,7 @@ TARGET = {
     Action.CUT_VERSION: "code",
     Action.VIEW_VERSION: "version",
     Action.PUBLISH_VERSION: "version",
+    Action.MANAGE_FORUM: "forum",
 }
 
 U, P = "unpublished", "published"
@@ -99,6 +102,8 @@ TABLE = {
     (Action.VIEW_GROUP_COMMENTS, P):  (F,    F,    T,     T,     T,     T,     T,     T),
     (Action.MANAGE_CONSULTATION, U):  (F,    F,    F,     F,     F,     T,     T,     T),
     (Action.MANAGE_CONSULTATION, P):  (F,    F,    F,     F,     F,     T,     T,     T),
+    (Action.MANAGE_FORUM, U):         (F,    F,    F,     F,     F,     T,     T,     T),
+    (Action.MANAGE_FORUM, P):         (F,    F,    F,     F,     F,     T,     T,     T),
 }
 # fmt: on
 
@@ -170,3 +175,9 @@ def test_admin_rights_do_not_depend_on_membership():
     world = make_world(published=False)
 
     assert all(can(admin, action, world[target]) for action, target in TARGET.items())
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_forum_of_no_working_group_is_managed_by_admins_only(role):
+    forum = Forum(id=8, slug="alliance", name="European AI Alliance", working_group_id=None)
+    assert can(make_user(role), Action.MANAGE_FORUM, forum) is (role == "admin")
