@@ -371,7 +371,8 @@ def record_positions(
             problems[item.clause_key] = _l("Clause %(key)s was given twice.", key=repr(item.clause_key))
         seen.add(item.clause_key)
         for name, message in _check_position(session, actor, round_, item).items():
-            problems[f"{item.clause_key}.{name}" if len(given) > 1 else name] = message
+            # Keyed by clause, so the bulk form can show each problem beside its clause.
+            problems[f"{item.clause_key}.{name}"] = message
     if problems:
         raise ValidationFailed(
             _l("Nothing was recorded: %(problems)s", problems=lazy_join(" ", problems.values())),

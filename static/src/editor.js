@@ -219,7 +219,9 @@ export function startEditor(root) {
         markdown(),
         EditorView.lineWrapping,
         EditorState.readOnly.of(!canWrite),
-        EditorView.contentAttributes.of({ "aria-label": labels.editor, "aria-multiline": "true" }),
+        // An explicit tabindex: the scroller around the text must visibly hold a focusable element (WCAG 2.1.1),
+        // and assistive tools do not all count contenteditable as focusable; it adds no extra tab stop.
+        EditorView.contentAttributes.of({ "aria-label": labels.editor, "aria-multiline": "true", tabindex: "0" }),
         yCollab(text, awareness, { undoManager }),
         EditorView.updateListener.of((update) => {
           if (update.selectionSet || update.docChanged) {
