@@ -27,7 +27,7 @@ Measures:
   GROUP BY, count the participants per category, tally), on a temporary SQLite database built with
   `create_app()` and the project's migrations, with the positions inserted in bulk. Then, to show where the
   time goes, its two big queries alone: `service.counted_answers()` (the GROUP BY and the serious objections)
-  and the count of distinct participants per category (the statement round_tally runs, copied here).
+  and the count of distinct participants per category (`service.participants_per_category()`).
 - The same on PostgreSQL when it is reachable at 127.0.0.1:5432 (set BENCH_POSTGRES_URL to use another
   server): a scratch database `accord_bench_tally_<pid>` is created, migrated and dropped at the end, so
   nothing else is touched. After the bulk load the positions table is vacuumed and analysed, as autovacuum
@@ -388,7 +388,7 @@ def bench_database(
     results: Results,
 ) -> None:
     from app.consensus import service
-    from app.consensus.models import Position, Round
+    from app.consensus.models import Round
     from app.db import db
 
     print(f"[{backend}] creating and migrating the database ...", flush=True)
@@ -416,16 +416,9 @@ def bench_database(
                 time_calls(lambda: service.counted_answers(db.session, round_, addressed), runs),
                 None,
             )
-            # The other query of round_tally, as it runs it (the service has no function of its own for it).
-            scope = round_.scope()
-            participants = (
-                select(Position.category, func.count(func.distinct(Position.participant_key)))
-                .where(Position.round_id == round_id, Position.clause_key.in_(scope))
-                .group_by(Position.category)
-            )
             results.add(
                 f"[{backend}] participants per category (COUNT DISTINCT)",
-                time_calls(lambda: db.session.execute(participants).all(), runs),
+                time_calls(lambda: service.participants_per_category(db.session, round_), runs),
                 None,
             )
         finally:

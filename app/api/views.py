@@ -180,15 +180,15 @@ def submit_comment(slug: str, number: int) -> tuple[Response, int]:
         return _typed(payload, name, kind, default)
 
     submission = comments.Submission(
-        clause_key=field("clause", str, ""),
-        body=field("body", str, ""),
+        clause_key=field("clause", str) or "",
+        body=field("body", str) or "",
         idempotency_key=str(key),
         start=field("start", int),
         end=field("end", int),
         quote=field("quote", str),
         proposed_text=field("proposed_text", str),
-        type=field("type", str, "general"),
-        visibility=field("visibility", str, "public"),
+        type=field("type", str) or "general",
+        visibility=field("visibility", str) or "public",
         parent_id=field("parent_id", int),
     )
     receipt = submit(slug, number, submission)

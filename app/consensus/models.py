@@ -178,6 +178,8 @@ class Position(Base):
         UniqueConstraint("round_id", "clause_key", "participant_key"),
         # Covers the tally's GROUP BY, so counting a round reads the index alone.
         Index("ix_positions_tally", "round_id", "clause_key", "category", "stance", "serious_objection"),
+        # Covers counting distinct participants per category.
+        Index("ix_positions_participants", "round_id", "category", "participant_key"),
     )
 
     id: Mapped[pk]

@@ -611,24 +611,29 @@ def counted_answers(session: Session, round_: Round, addressed: set[int]) -> lis
     return groups
 
 
+def participants_per_category(session: Session, round_: Round) -> dict[str, int]:
+    """Distinct participants (people or organisations) per stakeholder category across the round."""
+    rows = session.execute(
+        select(Position.category, func.count(func.distinct(Position.participant_key)))
+        # No scope filter: positions are checked against the scope when recorded, and it is frozen by then.
+        .where(Position.round_id == round_.id)
+        .group_by(Position.category)
+    )
+    return {str(category): number for category, number in rows}
+
+
 def round_tally(session: Session, round_: Round) -> RoundTally:
     """Tally a round as it stands, using the chair's latest calls to tell open serious objections."""
     scope = round_.scope()
     calls = latest_calls(session, round_)
     groups = counted_answers(session, round_, addressed_objections(calls.values()))
-    participants = dict(
-        session.execute(
-            select(Position.category, func.count(func.distinct(Position.participant_key)))
-            .where(Position.round_id == round_.id, Position.clause_key.in_(scope))
-            .group_by(Position.category)
-        ).all()
-    )
+    participants = participants_per_category(session, round_)
     categories = [category.value for category in StakeholderCategory]
     return RoundTally(
         round=round_,
         clauses=tally_counted(groups, scope, round_.thresholds),
         headings={clause.key: clause.heading or clause.key for clause in round_.version.clauses},
-        participants={str(category): number for category, number in participants.items()},
+        participants=participants,
         categories=categories,
     )
 

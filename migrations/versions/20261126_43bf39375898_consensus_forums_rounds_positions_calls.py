@@ -118,6 +118,7 @@ def upgrade():
     )
     with op.batch_alter_table('positions', schema=None) as batch_op:
         batch_op.create_index('ix_positions_tally', ['round_id', 'clause_key', 'category', 'stance', 'serious_objection'], unique=False)
+        batch_op.create_index('ix_positions_participants', ['round_id', 'category', 'participant_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_positions_user_id'), ['user_id'], unique=False)
 
     op.create_table('position_revisions',
@@ -143,6 +144,7 @@ def downgrade():
     with op.batch_alter_table('positions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_positions_user_id'))
         batch_op.drop_index('ix_positions_tally')
+        batch_op.drop_index('ix_positions_participants')
 
     op.drop_table('positions')
     with op.batch_alter_table('consensus_calls', schema=None) as batch_op:
