@@ -33,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
 
     from app import web
+    from app.about.views import bp as about_bp
     from app.accounts.views import bp as accounts_bp
     from app.api.views import bp as api_bp
     from app.audit.views import bp as audit_bp
@@ -43,7 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.search import service as search_service
     from app.search.views import bp as search_bp
 
-    for blueprint in (accounts_bp, drafting_bp, comments_bp, consensus_bp, search_bp, audit_bp, api_bp):
+    for blueprint in (accounts_bp, drafting_bp, comments_bp, consensus_bp, search_bp, audit_bp, about_bp, api_bp):
         app.register_blueprint(blueprint)
     intake.configure(int(app.config["INTAKE_CONCURRENCY"]))
     search_service.init_app(app)

@@ -30,6 +30,7 @@ PUBLIC_PAGES = [
     "/search?q=copyright",
     "/search?q=zzzznothing",
     "/publication-log",
+    "/accessibility",
     "/login",
     "/register",
     "/forums",
