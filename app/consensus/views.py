@@ -20,7 +20,7 @@ from app.accounts.models import CATEGORY_LABELS, StakeholderCategory, User, Work
 from app.consensus import service
 from app.consensus.forms import CallForm, ForumForm, MemberForm, RoundForm
 from app.consensus.models import LEVEL_LABELS, STANCE_LABELS, Forum, Round
-from app.consensus.tally import Level, Stance, Thresholds
+from app.consensus.tally import Level, Stance, Thresholds, TrendPoint, change_in_support
 from app.db import db, in_transaction, utcnow
 from app.drafting import service as drafting
 from app.errors import DomainError, Forbidden, NotFound, ValidationFailed
@@ -405,6 +405,15 @@ def level_label(value: str) -> str:
 @bp.app_template_filter("pct")
 def percent(share: float | None) -> str:
     return "—" if share is None else format_percent(share)
+
+
+@bp.app_template_filter("support_change")
+def support_change(points: list[TrendPoint]) -> str:
+    """Support in the latest round against the first, in percentage points with a sign."""
+    change = change_in_support(points)
+    if change is None:
+        return "—"
+    return f"{'+' if change > 0 else '−' if change < 0 else '±'}{format_percent(abs(change))}"
 
 
 @bp.app_template_filter("heat")

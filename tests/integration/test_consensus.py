@@ -455,3 +455,20 @@ def test_unknown_rounds_and_clauses_are_404(session, world, client, login):
     assert client.get(f"/rounds/{round_.id}/calls/not-a-clause").status_code == 404
     with pytest.raises(NotFound):
         service.get_round(session, None, 424242)
+
+
+def test_trends_follow_a_clause_across_versions_in_the_same_forum(session, world, client, login, make_user):
+    first = open_round(session, world, version=world.v1, title="On v1")
+    _vote(session, world, make_user, first, {StakeholderCategory.ACADEMIA: ["support", "oppose", "oppose", "oppose"]})
+    first.closes_at = utcnow() - dt.timedelta(minutes=1)
+    session.commit()
+    second = open_round(session, world, version=world.v2, title="On v2")
+    _vote(
+        session, world, make_user, second, {StakeholderCategory.ACADEMIA: ["support", "support", "support", "oppose"]}
+    )
+    points = service.trends(session, second, world.chair, utcnow())["c-1"]
+    assert [(p.version_number, p.support_share) for p in points] == [(1, 0.25), (2, 0.75)]
+    login(world.chair)
+    page = client.get(f"/rounds/{second.id}").get_data(as_text=True)
+    assert "v1: 25" in page
+    assert "+50" in page
