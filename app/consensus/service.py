@@ -672,6 +672,10 @@ def tally_rows(result: RoundTally) -> list[dict[str, Any]]:
                     **counts.as_dict(),
                     "answering": counts.answering,
                     "support_share": None if share is None else round(share, 4),
+                    # Distinct participants in the whole round (for "all": the sum over the categories).
+                    "round_participants": (
+                        sum(result.participants.values()) if category == "all" else result.participants.get(category, 0)
+                    ),
                     **(
                         {
                             "serious_objections": clause.serious_objections,
@@ -706,13 +710,17 @@ def position_rows(session: Session, round_: Round) -> list[dict[str, Any]]:
         .order_by(Position.clause_key, Position.id)
     )
     rows = []
+    refs: dict[str, int] = {}
     for position in positions:
         if position.clause_key not in scope:
             continue
         named = position.publish
+        # An opaque number per participant, so participation can be counted without naming anyone.
+        ref = refs.setdefault(position.participant_key, len(refs) + 1)
         rows.append(
             {
                 "position_id": position.id,
+                "participant_ref": ref,
                 "clause": position.clause_key,
                 "category": position.category.value,
                 "stance": position.stance.value,

@@ -346,6 +346,13 @@ def test_every_number_on_the_dashboard_is_reproducible_from_the_exports(session,
         assert row["open_serious_objections"] == clause.open_serious_objections
         share = clause.support_share
         assert row["support_share"] == (None if share is None else round(share, 4))
+    # Participation per category, from the opaque participant numbers.
+    per_category = {
+        category: len({p["participant_ref"] for p in positions if p["category"] == category})
+        for category in {p["category"] for p in positions}
+    }
+    shown = {r["category"]: r["round_participants"] for r in tallies if r["clause"] == "c-1" and r["category"] != "all"}
+    assert per_category == shown == service.round_tally(session, round_).participants
     # Only the participant who agreed is named; the others appear with category and stance alone.
     assert [p["participant"] for p in positions if p["participant"]] == [named.display_name]
     assert all(p["rationale"] is None for p in positions if not p["participant"])
