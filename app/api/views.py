@@ -12,6 +12,7 @@ from app.accounts.models import User
 from app.api.openapi import openapi_document
 from app.audit.service import publication_log, verify_publication_log
 from app.comments import service as comments
+from app.comments.intake import intake_slot
 from app.comments.models import Comment
 from app.comments.views import submit
 from app.consensus import service as consensus
@@ -19,7 +20,7 @@ from app.consensus.models import Position
 from app.db import db, in_transaction, utcnow
 from app.drafting import service
 from app.drafting.models import Code, Version
-from app.errors import Unauthorized, ValidationFailed
+from app.errors import Unauthorized, Unavailable, ValidationFailed
 from app.errors import lazy_gettext as _l
 
 bp = Blueprint("api", __name__)
@@ -166,6 +167,35 @@ def _versioned(slug: str, number: int) -> Version:
 
 @bp.post("/api/v1/codes/<slug>/versions/<int:number>/comments")
 def submit_comment(slug: str, number: int) -> tuple[Response, int]:
+    # The intake slot comes first, before even the session's user is loaded: under overload a request
+    # without a slot is answered 503 at once instead of queueing for one of the pool's connections.
+    try:
+        with intake_slot():
+            return _submit_comment(slug, number)
+    except Unavailable:
+        _remember_refused(slug)
+        raise
+
+
+def _remember_refused(slug: str) -> None:
+    """Near the deadline, note when a refused submission was first seen, so its retry counts as on time."""
+    payload = request.get_json(silent=True)
+    key = request.headers.get("Idempotency-Key") or (
+        payload.get("idempotency_key") if isinstance(payload, dict) else ""
+    )
+    if not current_user.is_authenticated or not isinstance(key, str) or not key:
+        return
+    in_transaction(
+        lambda s: comments.note_refused_attempt(
+            s,
+            s.get(User, current_user.id),
+            service.get_code(s, current_user, slug),
+            key,  # type: ignore[arg-type]
+        )
+    )
+
+
+def _submit_comment(slug: str, number: int) -> tuple[Response, int]:
     if not current_user.is_authenticated:
         raise Unauthorized(_l("Log in to comment; the API uses the same session cookie as the pages."))
     # Requiring JSON keeps cross-site forms out: a browser cannot send it cross-origin without CORS consent.

@@ -11,6 +11,8 @@ from app.errors import lazy_gettext as _l
 
 _slots: threading.BoundedSemaphore | None = None
 _lock = threading.Lock()
+# Which threads hold a slot: a request is served by one thread, and may ask again for the slot it holds.
+_held = threading.local()
 
 
 def configure(concurrency: int) -> None:
@@ -27,14 +29,18 @@ def intake_slot(wait_seconds: float = 2.0) -> Iterator[None]:
         Unavailable: when the server is too busy; the client retries with the same idempotency key.
     """
     slots = _slots
-    if slots is None:
+    # Re-entrant per request: an endpoint may take its slot before anything touches the database, and the
+    # submission code it calls asks again.
+    if slots is None or getattr(_held, "slot", False):
         yield
         return
     if not slots.acquire(timeout=wait_seconds):
         raise Unavailable(
             _l("Many comments are arriving right now. Your comment was not lost: it is sent again shortly.")
         )
+    _held.slot = True
     try:
         yield
     finally:
+        _held.slot = False
         slots.release()

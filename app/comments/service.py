@@ -40,6 +40,8 @@ from app.policy import Action, can, require
 
 MAX_BODY = 20_000
 MAX_PROPOSAL = 20_000
+# Near the deadline, a refused submission's first sight is recorded (see note_refused_attempt).
+DEADLINE_MARGIN = dt.timedelta(minutes=30)
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
 
 
@@ -160,6 +162,13 @@ def note_attempt(session: Session, author: User, key: str) -> None:
     )
     if exists is None:
         session.add(IntakeAttempt(author_id=author.id, idempotency_key=key))
+
+
+def note_refused_attempt(session: Session, author: User, code: Code, key: str) -> None:
+    """Near the deadline, remember a submission the server could not take, so its retry counts as on time."""
+    closes = code.consultation_closes_at
+    if closes is not None and closes - utcnow() < DEADLINE_MARGIN:
+        note_attempt(session, author, key)
 
 
 def _first_seen(session: Session, author: User, key: str) -> dt.datetime | None:

@@ -33,9 +33,6 @@ from app.policy import Action, require
 
 bp = Blueprint("comments", __name__)
 
-# Near the deadline, note when a refused submission was first seen, so its retry still counts as on time.
-DEADLINE_MARGIN = dt.timedelta(minutes=30)
-
 
 def _actor(session: Session) -> User:
     return session.get(User, current_user.id)  # type: ignore[return-value]
@@ -60,9 +57,11 @@ def submit(slug: str, number: int, submission: service.Submission) -> service.Re
         with intake_slot():
             return in_transaction(lambda s: service.submit_comment(s, _actor(s), _version(s, slug, number), submission))
     except Unavailable:
-        closes = drafting.get_code(db.session, current_user, slug).consultation_closes_at
-        if closes is not None and closes - utcnow() < DEADLINE_MARGIN:
-            in_transaction(lambda s: service.note_attempt(s, _actor(s), submission.idempotency_key))
+        in_transaction(
+            lambda s: service.note_refused_attempt(
+                s, _actor(s), drafting.get_code(s, current_user, slug), submission.idempotency_key
+            )
+        )
         raise
 
 
