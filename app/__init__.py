@@ -32,7 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _configure_login()
     register_error_handlers(app)
 
-    from app import web
+    from app import mail, web
     from app.about.views import bp as about_bp
     from app.accounts.views import bp as accounts_bp
     from app.api.views import bp as api_bp
@@ -50,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     search_service.init_app(app)
     csrf.exempt(api_bp)
     web.init_app(app)
+    mail.init_app(app)
 
     from app.cli import register_cli
 

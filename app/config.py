@@ -48,6 +48,18 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # Comment submissions handled at once; beyond that, callers get 503 with Retry-After.
         "INTAKE_CONCURRENCY": int(_env("INTAKE_CONCURRENCY", "32") or 32),
         "PUBLIC_BASE_URL": _env("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        # Mail (app/mail): off unless MAIL_SMTP_HOST is set; the outbox then goes out over SMTP.
+        "MAIL_SMTP_HOST": _env("MAIL_SMTP_HOST"),
+        "MAIL_SMTP_PORT": int(_env("MAIL_SMTP_PORT", "587") or 587),
+        "MAIL_SMTP_USER": _env("MAIL_SMTP_USER"),
+        "MAIL_SMTP_PASSWORD": _env("MAIL_SMTP_PASSWORD"),
+        "MAIL_SMTP_STARTTLS": _env("MAIL_SMTP_STARTTLS", "1") == "1",
+        "MAIL_FROM": _env("MAIL_FROM"),
+        "MAIL_SENDER_THREAD": _env("MAIL_SENDER_THREAD", "1") == "1",
+        "MAIL_MAX_ATTEMPTS": int(_env("MAIL_MAX_ATTEMPTS", "8") or 8),
+        "MAIL_RETRY_SECONDS": int(_env("MAIL_RETRY_SECONDS", "60") or 60),
+        "MAIL_MAX_AGE_HOURS": int(_env("MAIL_MAX_AGE_HOURS", "72") or 72),
+        "MAIL_KEEP_DAYS": int(_env("MAIL_KEEP_DAYS", "30") or 30),
     }
     config.update(overrides or {})
     return config

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp
 
-from app.accounts.models import CATEGORY_LABELS, ROLE_LABELS
+from app.accounts.models import CATEGORY_LABELS, MAIL_KIND_LABELS, ROLE_LABELS, MailKind
 from app.accounts.service import MIN_PASSWORD_LENGTH
 
 
@@ -76,3 +76,23 @@ class InvitationForm(FlaskForm):
 
 class EmptyForm(FlaskForm):
     """A form with only the CSRF token, for buttons that post."""
+
+
+class MailChoicesForm(FlaskForm):
+    """One box per kind of mail; a ticked box means: mail me this."""
+
+    reply = BooleanField(MAIL_KIND_LABELS[MailKind.REPLY])
+    disposition = BooleanField(MAIL_KIND_LABELS[MailKind.DISPOSITION])
+    version = BooleanField(MAIL_KIND_LABELS[MailKind.VERSION])
+    invitation = BooleanField(MAIL_KIND_LABELS[MailKind.INVITATION])
+
+    def wanted(self) -> set[str]:
+        return {kind.value for kind in MailKind if getattr(self, kind.value).data}
+
+
+class DeleteAccountForm(FlaskForm):
+    password = PasswordField(_l("Your password"), validators=[DataRequired()])
+    confirm = BooleanField(
+        _l("I understand that my account and personal data are erased and that this cannot be undone."),
+        validators=[DataRequired(message=_l("Tick the box to confirm."))],
+    )

@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin
 from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeDecorator
 
 from app.db import Base, created_at, pk, str_enum
+
+
+class WordList(TypeDecorator[list[str]]):
+    """A short list of words stored as one comma-separated string.
+
+    Not JSON: PostgreSQL cannot compare json values, and queries select users DISTINCT.
+    """
+
+    impl = String(200)
+    cache_ok = True
+
+    def process_bind_param(self, value: list[str] | None, dialect: Any) -> str:
+        return ",".join(sorted(set(value or [])))
+
+    def process_result_value(self, value: str | None, dialect: Any) -> list[str]:
+        return [word for word in (value or "").split(",") if word]
 
 
 class StakeholderCategory(enum.StrEnum):
@@ -54,6 +74,31 @@ class Role(enum.StrEnum):
         return str(ROLE_LABELS[self])
 
 
+# What a deleted account's contributions are attributed to, in the reader's language.
+WITHDRAWN_PARTICIPANT = _l("withdrawn participant")
+
+
+class MailKind(enum.StrEnum):
+    """The kinds of mail a person may choose to receive or not."""
+
+    REPLY = "reply"
+    DISPOSITION = "disposition"
+    VERSION = "version"
+    INVITATION = "invitation"
+
+    @property
+    def label(self) -> str:
+        return str(MAIL_KIND_LABELS[self])
+
+
+MAIL_KIND_LABELS = {
+    MailKind.REPLY: _l("Replies to my comments"),
+    MailKind.DISPOSITION: _l("Dispositions of my comments"),
+    MailKind.VERSION: _l("New versions of codes I commented on"),
+    MailKind.INVITATION: _l("Invitations to working groups"),
+}
+
+
 ROLE_LABELS = {
     Role.CHAIR: _l("Chair"),
     Role.VICE_CHAIR: _l("Vice-chair"),
@@ -69,7 +114,8 @@ class User(UserMixin, Base):
     id: Mapped[pk]
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    display_name: Mapped[str] = mapped_column(String(120))
+    # Read through `display_name`, which names a deleted account "withdrawn participant" in the reader's language.
+    _display_name: Mapped[str] = mapped_column("display_name", String(120))
     organisation: Mapped[str | None] = mapped_column(String(200))
     category: Mapped[StakeholderCategory] = mapped_column(str_enum(StakeholderCategory))
     transparency_register_id: Mapped[str | None] = mapped_column(String(40))
@@ -77,9 +123,40 @@ class User(UserMixin, Base):
     locale: Mapped[str | None] = mapped_column(String(10))
     # Bumped on password change so every other session of this user stops working.
     session_generation: Mapped[int] = mapped_column(default=1)
+    # Mail kinds (MailKind values) the person chose not to receive.
+    mail_opt_out: Mapped[list[str]] = mapped_column(WordList(), default=list)
+    # Set when the account was deleted: the row stays as a tombstone, its personal data erased.
+    deleted_at: Mapped[dt.datetime | None]
     created_at: Mapped[created_at]
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    @hybrid_property
+    def display_name(self) -> str:
+        if self.deleted_at is not None:
+            return str(WITHDRAWN_PARTICIPANT)
+        return self._display_name
+
+    @display_name.inplace.setter
+    def _display_name_setter(self, value: str) -> None:
+        self._display_name = value
+
+    @display_name.inplace.expression
+    @classmethod
+    def _display_name_expression(cls) -> ColumnElement[str]:
+        return cls._display_name  # type: ignore[return-value]
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login: a deleted account cannot log in
+        return not self.is_deleted
+
+    def wants_mail(self, kind: MailKind | str) -> bool:
+        """Tell whether this person receives mail of this kind (everything unless they opted out)."""
+        return not self.is_deleted and str(kind) not in (self.mail_opt_out or [])
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_generation}"

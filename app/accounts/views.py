@@ -16,16 +16,18 @@ from app.accounts.forms import (
     EmptyForm,
     InvitationForm,
     LoginForm,
+    MailChoicesForm,
     MemberForm,
     PasswordForm,
     RegisterForm,
     WorkingGroupForm,
 )
-from app.accounts.models import User, WorkingGroup
+from app.accounts.models import MailKind, User, WorkingGroup
 from app.db import db, in_transaction
 from app.drafting.models import Code
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.extensions import limiter
+from app.mail.service import set_mail_choices
 from app.policy import Action, require
 
 bp = Blueprint("accounts", __name__)
@@ -132,6 +134,18 @@ def change_password() -> str | Response:
         return redirect(url_for("drafting.home"))
     status = 422 if form.errors else 200
     return render_template("accounts/password.html", form=form), status  # type: ignore[return-value]
+
+
+@bp.route("/account/mail", methods=["GET", "POST"])
+@login_required
+def mail_choices() -> str | Response:
+    form = MailChoicesForm(data={kind.value: current_user.wants_mail(kind) for kind in MailKind})
+    if form.validate_on_submit():
+        in_transaction(lambda s: set_mail_choices(s, s.get(User, current_user.id), form.wanted()))
+        flash(_("Your mail choices are saved."), "success")
+        return redirect(url_for("accounts.mail_choices"))
+    mail_on = bool(current_app.config.get("MAIL_SMTP_HOST"))
+    return render_template("accounts/mail.html", form=form, mail_on=mail_on)
 
 
 @bp.post("/locale")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, event
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship, with_loader_criteria
 
 from app.accounts.models import StakeholderCategory, User
 from app.db import Base, created_at, pk, str_enum
@@ -115,6 +116,11 @@ class Comment(Base):
     addressed_in_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id", ondelete="SET NULL"))
     applied_in_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id", ondelete="SET NULL"))
     campaign_group: Mapped[int | None] = mapped_column(index=True)
+    # Hidden by an admin (say, after a report that it was submitted in someone's name): out of every page,
+    # count, export and search, but kept in the record with the reason.
+    hidden_at: Mapped[dt.datetime | None]
+    hidden_reason: Mapped[str | None] = mapped_column(Text)
+    hidden_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     code: Mapped[Code] = relationship()
     version: Mapped[Version] = relationship(foreign_keys=[version_id])
@@ -131,6 +137,10 @@ class Comment(Base):
     @property
     def is_withdrawn(self) -> bool:
         return self.withdrawn_at is not None
+
+    @property
+    def is_hidden(self) -> bool:
+        return self.hidden_at is not None
 
     def anchor_in(self, version_id: int) -> CommentAnchor | None:
         return next((a for a in self.anchors if a.version_id == version_id), None)
@@ -195,3 +205,72 @@ class Notification(Base):
     url: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[created_at]
     read_at: Mapped[dt.datetime | None]
+
+
+class ReportStatus(enum.StrEnum):
+    OPEN = "open"
+    UPHELD = "upheld"
+    DISMISSED = "dismissed"
+
+    @property
+    def label(self) -> str:
+        return str(REPORT_STATUS_LABELS[self])
+
+
+REPORT_STATUS_LABELS = {
+    ReportStatus.OPEN: _l("Open"),
+    ReportStatus.UPHELD: _l("Upheld: comment hidden"),
+    ReportStatus.DISMISSED: _l("Dismissed"),
+}
+
+
+class CommentReport(Base):
+    """A person's report that a comment was submitted in their name without their consent."""
+
+    __tablename__ = "comment_reports"
+
+    id: Mapped[pk]
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"), index=True)
+    # A logged-in reporter is linked; anyone else leaves a name and an address to be answered at.
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    reporter_name: Mapped[str] = mapped_column(String(120))
+    reporter_email: Mapped[str | None] = mapped_column(String(254))
+    explanation: Mapped[str] = mapped_column(Text)
+    status: Mapped[ReportStatus] = mapped_column(str_enum(ReportStatus, 20), default=ReportStatus.OPEN, index=True)
+    handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    handled_at: Mapped[dt.datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[created_at]
+
+    comment: Mapped[Comment] = relationship()
+    reporter: Mapped[User | None] = relationship(foreign_keys=[reporter_id])
+    handled_by: Mapped[User | None] = relationship(foreign_keys=[handled_by_id])
+
+
+# Execution option that lets a query see hidden comments (the admin's report pages, a person's data export).
+INCLUDE_HIDDEN = "include_hidden_comments"
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _leave_out_hidden_comments(state: ORMExecuteState) -> None:
+    """Hidden comments are left out of every ORM query unless it asks for them with INCLUDE_HIDDEN.
+
+    One rule in one place, so that pages, counts, the resolution matrix, exports, the comment margin and the
+    search index (whose rebuild reads comments through the ORM) all agree without each remembering a filter.
+    Refreshing attributes of an object already loaded is not filtered, so a loaded hidden comment never turns
+    into an error; `get_comment` checks `is_hidden` itself.
+    """
+    if (
+        not state.is_select
+        or state.is_column_load
+        or state.is_relationship_load
+        or state.execution_options.get(INCLUDE_HIDDEN, False)
+    ):
+        return
+    state.statement = state.statement.options(
+        with_loader_criteria(Comment, _not_hidden, include_aliases=True, track_closure_variables=False)
+    )
+
+
+def _not_hidden(cls: Any) -> Any:
+    return cls.hidden_at.is_(None)
