@@ -15,6 +15,7 @@ from sqlalchemy import select
 from app.accounts import service as accounts
 from app.accounts.models import StakeholderCategory
 from app.audit.service import verify_publication_log
+from app.backup.cli import backup as backup_cli
 from app.consensus.demo import seed_demo_consensus
 from app.db import db, in_transaction
 from app.demo import seed_demo_users
@@ -110,6 +111,8 @@ def register_cli(app: Flask) -> None:
         if not report.ok:
             raise SystemExit(1)
         click.echo(f"Publication log verified: {report.entries} entries, chain intact.")
+
+    app.cli.add_command(backup_cli)
 
     search = click.Group("search", help="The search index.")
     app.cli.add_command(search)
