@@ -24,7 +24,9 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 def live() -> Iterator[LiveServer]:
     with tempfile.TemporaryDirectory(prefix="accord-contract-") as folder:
         tmp = Path(folder)
-        env = server_env(f"sqlite:///{tmp}/contract.sqlite3", LOGIN_RATE_LIMIT="1000 per minute")
+        env = server_env(
+            f"sqlite:///{tmp}/contract.sqlite3", LOGIN_RATE_LIMIT="1000 per minute", SEARCH_INDEX_DIR=str(tmp / "index")
+        )
         prepare_database(env)
         server = LiveServer(free_port(), env, tmp / "server.log")
         server.start()

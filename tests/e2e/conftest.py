@@ -82,7 +82,9 @@ def live_server() -> Iterator[LiveServer]:
     with tempfile.TemporaryDirectory(prefix="accord-e2e-") as folder:
         tmp = Path(folder)
         # Every page logs in through the real form; the default 10 logins a minute would throttle the suite.
-        env = server_env(f"sqlite:///{tmp}/e2e.sqlite3", LOGIN_RATE_LIMIT="1000 per minute")
+        env = server_env(
+            f"sqlite:///{tmp}/e2e.sqlite3", LOGIN_RATE_LIMIT="1000 per minute", SEARCH_INDEX_DIR=str(tmp / "index")
+        )
         prepare_database(env)
         server = LiveServer(free_port(), env, tmp / "server.log")
         server.start()
