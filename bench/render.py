@@ -5,6 +5,7 @@ Run from the repository root:
     .venv/bin/python bench/render.py                 # up to 15 runs per measure, 50 page requests
     .venv/bin/python bench/render.py --runs 30       # more runs
     .venv/bin/python bench/render.py --budget 60     # let the ~1-2 s measures do all their runs too
+    .venv/bin/python bench/render.py --pages         # only the version page measures (~10 s)
 
 A measure stops once its timed runs add up to --budget seconds (default 5, never fewer than 3 runs),
 which keeps the whole benchmark under a minute on a 2-core machine.
@@ -19,6 +20,12 @@ added, removed and moved), which makes the diff a heavy, whole-document revision
 
 Figures are wall-clock medians, p95 (nearest rank) and minimums, in milliseconds. The garbage collector
 runs as it would in a server (no forced collection between runs), so its pauses show in the p95.
+
+The version page is measured three ways: anonymous with no comments (the issue's target), then with a
+consultation open and 70 comments (40 threads, 20 replies, 10 carried from the previous version), for a
+logged-in working-group member (comment form, group-only comments, unread notifications) and for the
+public. Pages are timed only once the search indexer thread has indexed the new versions: until then it
+competes with every request for the interpreter.
 """
 
 from __future__ import annotations
@@ -237,7 +244,96 @@ def make_app(folder: str, previous: str, following: str) -> Any:
             f"v2 {v2.word_count:,} words / {len(v2.clauses)} clauses, stored HTML {len(v2.html) / 1024:.0f} KiB"
         )
         db.session.remove()
+    wait_for_search_index(app)
     return app
+
+
+def wait_for_search_index(app: Any, timeout: float = 120.0) -> None:
+    """Wait until the search indexer thread has indexed the new versions.
+
+    Cutting and publishing queue both versions for the search index, and the process's indexer thread
+    then spends seconds indexing 120,000 words. Measured meanwhile, every request also waits for that
+    thread whenever it releases the GIL (a system call, a database query), which is the cost of indexing
+    right after a cut, not of serving a page.
+    """
+    from sqlalchemy import func, select
+
+    from app.db import db
+    from app.search.models import SearchQueueItem
+
+    start = time.perf_counter()
+    with app.app_context():
+        while db.session.scalar(select(func.count()).select_from(SearchQueueItem)):
+            db.session.rollback()
+            if time.perf_counter() - start > timeout:
+                print(f"  the search index is still behind after {timeout:.0f} s; measuring anyway", flush=True)
+                break
+            time.sleep(0.1)
+        db.session.remove()
+    print(f"  search indexer caught up in {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def add_consultation(app: Any, threads: int = 40, replies: int = 20, carried: int = 10) -> str:
+    """Open a consultation on the benchmark code with comments in it; return a member's login id.
+
+    `threads` comments on the newest version (a quarter of them group-only, by the member), `replies` to
+    them, and `carried` comments made on the previous version and re-anchored into the newest, as a page
+    in the middle of a consultation has; the member also has three unread notifications.
+    """
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from app.accounts.models import Membership, Role, StakeholderCategory, User, WorkingGroup
+    from app.comments import service as comments
+    from app.db import db, utcnow
+    from app.drafting import service
+
+    with app.app_context():
+        session = db.session
+        group = session.scalars(select(WorkingGroup).where(WorkingGroup.slug == "wg-bench")).one()
+        # No password: the benchmark logs the member in through the session cookie.
+        unusable = "!"  # no hash matches it
+        member, stakeholder = (
+            User(
+                email=f"{name}@bench.test",
+                password_hash=unusable,
+                display_name=name.title(),
+                organisation="Bench",
+                category=StakeholderCategory.CIVIL_SOCIETY,
+            )
+            for name in ("member", "stakeholder")
+        )
+        session.add_all([member, stakeholder, Membership(user=member, working_group=group, role=Role.MEMBER)])
+        code = service.get_code(session, None, SLUG)
+        now = utcnow()
+        code.consultation_opens_at = now - dt.timedelta(days=1)
+        code.consultation_closes_at = now + dt.timedelta(days=30)
+        session.flush()
+        previous, newest = (service.get_version(session, None, code, n) for n in (1, 2))
+
+        def submit(author: User, version: Any, n: int, **fields: Any) -> int:
+            key = version.clauses[(n * 7) % len(version.clauses)].key
+            sub = comments.Submission(
+                clause_key=key, body=f"Comment {n}: please *clarify* this.", idempotency_key=f"bench-{n:06d}", **fields
+            )
+            return comments.submit_comment(session, author, version, sub).comment_id
+
+        ids = [
+            submit(member, newest, n, visibility="group") if n % 4 == 0 else submit(stakeholder, newest, n)
+            for n in range(threads)
+        ]
+        for n in range(replies):
+            submit(member, newest, threads + n, parent_id=ids[n % len(ids)])
+        for n in range(carried):
+            submit(stakeholder, previous, threads + replies + n)
+        for n in range(3):
+            comments.notify(session, member, "version", f"Notice {n}", f"/codes/{SLUG}/v2")
+        session.commit()
+        login_id = member.get_id()
+        db.session.remove()
+    wait_for_search_index(app)
+    return login_id
 
 
 def stored_clauses_of_versions(app: Any) -> tuple[list[Any], list[Any]]:
@@ -268,6 +364,27 @@ def time_get(client: Any, url: str, runs: int, warmup: int, expect: bytes | None
     return time_calls(get, runs, warmup=0), size
 
 
+def measure_version_pages(app: Any, client: Any, requests: int, results: Results) -> None:
+    """Time the cached version page: public, then (in a consultation with comments) a member's and the public's."""
+    print(f"Serving the version page ({requests} requests per measure) ...", flush=True)
+    samples, size = time_get(client, f"/codes/{SLUG}/v2", requests, warmup=5, expect=b'id="title-p0"')
+    print(f"  version page: {size / 1024:.0f} KiB", flush=True)
+    results.add(f"GET /codes/{SLUG}/v2 (stored HTML)", samples, 5)
+
+    print("Opening a consultation with comments, and logging a working-group member in ...", flush=True)
+    login_id = add_consultation(app)
+    member = app.test_client()
+    with member.session_transaction() as session:
+        session["_user_id"], session["_fresh"] = login_id, True
+    # The member sees the comment form (a choice of 555 clauses), 40 threads, 10 carried comments and a count.
+    samples, size = time_get(member, f"/codes/{SLUG}/v2", requests, warmup=5, expect=b"(3 unread)")
+    print(f"  version page for the member: {size / 1024:.0f} KiB", flush=True)
+    results.add(f"GET /codes/{SLUG}/v2, member, consultation with comments", samples, None)
+    samples, size = time_get(client, f"/codes/{SLUG}/v2", requests, warmup=5, expect=b"Comment 1:")
+    print(f"  version page for the public: {size / 1024:.0f} KiB", flush=True)
+    results.add(f"GET /codes/{SLUG}/v2, public, consultation with comments", samples, None)
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -275,15 +392,16 @@ def main(argv: list[str] | None = None) -> int:
     global BUDGET_SECONDS
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="timed runs per measure (default 15)")
-    parser.add_argument(
-        "--requests", type=int, default=50, help="timed requests for the cached version page (default 50)"
-    )
+    parser.add_argument("--requests", type=int, default=50, help="timed requests per version page measure (default 50)")
     parser.add_argument(
         "--budget",
         type=float,
         default=BUDGET_SECONDS,
         help=f"stop a measure after this many seconds of timed runs, but never below {MIN_RUNS} runs "
         f"(default {BUDGET_SECONDS:g}); raise it with --runs to get every run of the slow measures",
+    )
+    parser.add_argument(
+        "--pages", action="store_true", help="measure only the version pages (no rendering, compare or diff measures)"
     )
     args = parser.parse_args(argv)
     runs = max(1, args.runs)
@@ -303,28 +421,34 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    print(f"Rendering and splitting (up to {runs} runs each) ...", flush=True)
-    start = time.perf_counter()
-    render_markdown(following)
-    results.add("render_markdown, 60k words, first call in process", [(time.perf_counter() - start) * 1000], None)
-    results.add("render_markdown, 60k words (no cache)", time_calls(lambda: render_markdown(following), runs), 100)
-    results.add("split_clauses, 60k words", time_calls(lambda: split_clauses(following), runs), None)
+    if not args.pages:
+        print(f"Rendering and splitting (up to {runs} runs each) ...", flush=True)
+        start = time.perf_counter()
+        render_markdown(following)
+        results.add("render_markdown, 60k words, first call in process", [(time.perf_counter() - start) * 1000], None)
+        results.add("render_markdown, 60k words (no cache)", time_calls(lambda: render_markdown(following), runs), 100)
+        results.add("split_clauses, 60k words", time_calls(lambda: split_clauses(following), runs), None)
+
+    from app.db import db
 
     print("Creating the app, database and versions ...", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         app = make_app(folder, previous, following)
         client = app.test_client()
-        # Again, now that the process holds a whole app as a server process does: the garbage collector's
-        # full collections scan every live object, so they cost more here.
-        results.add("render_markdown, 60k words, app loaded", time_calls(lambda: render_markdown(following), runs), 100)
+        if not args.pages:
+            # Again, now that the process holds a whole app as a server process does: the garbage collector's
+            # full collections scan every live object, so they cost more here.
+            results.add(
+                "render_markdown, 60k words, app loaded", time_calls(lambda: render_markdown(following), runs), 100
+            )
 
-        print(
-            f"Serving pages ({args.requests} requests for the version page, up to {runs} for the others) ...",
-            flush=True,
-        )
-        samples, size = time_get(client, f"/codes/{SLUG}/v2", args.requests, warmup=5, expect=b'id="title-p0"')
-        print(f"  version page: {size / 1024:.0f} KiB", flush=True)
-        results.add(f"GET /codes/{SLUG}/v2 (stored HTML)", samples, 5)
+        measure_version_pages(app, client, args.requests, results)
+        if args.pages:
+            with app.app_context():
+                db.engine.dispose()
+            return finish(results, began)
+
+        print(f"Serving the compare page and the diff API (up to {runs} requests each) ...", flush=True)
         samples, size = time_get(client, f"/codes/{SLUG}/compare?from=1&to=2", runs, warmup=1, expect=b"<ins>")
         print(f"  compare page: {size / 1024:.0f} KiB", flush=True)
         results.add(f"GET /codes/{SLUG}/compare?from=1&to=2", samples, None)
@@ -365,11 +489,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         results.add("word_diff, whole texts", time_calls(lambda: word_diff(previous, following), runs, warmup=0), 150)
 
-        from app.db import db
-
         with app.app_context():
             db.engine.dispose()
+    return finish(results, began)
 
+
+def finish(results: Results, began: float) -> int:
+    """Print the table of results."""
     print()
     print(results.table())
     print("\nResult: pass/FAIL compares the median with the target; p95 is nearest-rank over n timed runs.")
