@@ -5,12 +5,18 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import threading
 import uuid
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from typing import Any
 
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from markupsafe import Markup
 from sqlalchemy.orm import Session
+from wtforms.widgets import Select
 
 from app.accounts.forms import EmptyForm
 from app.accounts.models import CATEGORY_LABELS, User
@@ -65,9 +71,47 @@ def submit(slug: str, number: int, submission: service.Submission) -> service.Re
         raise
 
 
-def comment_form_for(version: Version) -> CommentForm:
+class _RenderedOnceSelect(Select):
+    """A select element rendered by WTForms once per process for the same field, choices and value.
+
+    A long version's clause choice has hundreds of options, which WTForms would escape and render again for
+    every reader of the version page (more time than the rest of the page). The output depends only on
+    what the key holds (the field's flags come from its validators, fixed for the process).
+    """
+
+    def __call__(self, field: Any, **kwargs: Any) -> Markup:
+        key = (field.name, field.id, field.data, tuple(field.choices), tuple(sorted(kwargs.items())))
+        try:
+            hash(key)
+        except TypeError:  # a value that cannot key the cache: render as WTForms always does
+            return super().__call__(field, **kwargs)
+        with _rendered_lock:
+            html = _rendered_selects.get(key)
+            if html is not None:
+                _rendered_selects.move_to_end(key)
+                return html
+        html = super().__call__(field, **kwargs)
+        with _rendered_lock:
+            _rendered_selects[key] = html
+            while len(_rendered_selects) > 64:
+                _rendered_selects.popitem(last=False)
+        return html
+
+
+_rendered_selects: OrderedDict[Hashable, Markup] = OrderedDict()
+_rendered_lock = threading.Lock()
+
+
+def comment_form_for(version: Version, clauses: Iterable[tuple[str, str]] | None = None) -> CommentForm:
+    """Return a comment form whose clause choices are the version's clauses.
+
+    `clauses` are (key, heading) pairs already at hand (the version page keeps them per process), which
+    spares loading every clause row of a long version.
+    """
     form = CommentForm(idempotency_key=new_key())
-    form.clause_key.choices = [(c.key, c.heading or c.key) for c in version.clauses]
+    pairs = clauses if clauses is not None else ((c.key, c.heading) for c in version.clauses)
+    form.clause_key.choices = [(key, heading or key) for key, heading in pairs]
+    form.clause_key.widget = _RenderedOnceSelect()
     return form
 
 

@@ -6,8 +6,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, defer, selectinload
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session, defer, joinedload, selectinload
 
 from app.accounts.models import User, WorkingGroup
 from app.audit.chain import content_hash
@@ -20,6 +20,7 @@ from app.drafting import clauses as clause_parser
 from app.drafting.diffing import ClauseDiff, diff_clauses
 from app.drafting.models import Clause, Code, CodeStatus, Version
 from app.drafting.rendering import render_markdown
+from app.drafting.texts import VersionText, build_version_text, version_texts
 from app.errors import Conflict, NotFound, Text, TooLarge, ValidationFailed
 from app.errors import lazy_gettext as _l
 from app.policy import Action, can, require
@@ -78,6 +79,66 @@ def get_version(session: Session, viewer: object, code: Code, number: int) -> Ve
         raise NotFound()
     require(viewer, Action.VIEW_VERSION, version)
     return version
+
+
+@dataclass(frozen=True)
+class VersionPage:
+    """What a version page needs: the code, the version, the versions the viewer may see and the text."""
+
+    code: Code
+    version: Version
+    versions: list[Version]
+    text: VersionText
+
+    @property
+    def previous(self) -> Version | None:
+        """Return the newest version before this one that the viewer may see."""
+        return next((v for v in reversed(self.versions) if v.number < self.version.number), None)
+
+
+# One statement for the code and its versions' small columns (a code has tens of versions at most), built
+# once since only the slug changes.
+_CODE_WITH_VERSIONS = (
+    select(Code)
+    .where(Code.slug == bindparam("slug"))
+    .options(
+        joinedload(Code.versions).options(defer(Version.markdown), defer(Version.html), defer(Version.toc)),
+        defer(Code.working_text),
+    )
+)
+_VERSION_TEXT = select(Version.html, Version.toc).where(Version.id == bindparam("version_id"))
+_CLAUSE_HEADINGS = (
+    select(Clause.key, Clause.heading).where(Clause.version_id == bindparam("version_id")).order_by(Clause.ordinal)
+)
+
+
+def get_version_page(session: Session, viewer: object, slug: str, number: int) -> VersionPage:
+    """Return a version of a code for its page, with its text from the per-process cache.
+
+    The same rules as `get_code` and `get_version`: both checks are made on rows loaded in this request,
+    and the cache holds only what never changes (a version's HTML, table of contents and clause headings),
+    never whether it is published.
+
+    Raises:
+        NotFound: when the code or version does not exist or the viewer may not see it.
+    """
+    code = session.scalars(_CODE_WITH_VERSIONS, {"slug": slug}).unique().one_or_none()
+    if code is None:
+        raise NotFound()
+    require(viewer, Action.VIEW_CODE, code)
+    version = next((v for v in code.versions if v.number == number), None)
+    if version is None:
+        raise NotFound()
+    require(viewer, Action.VIEW_VERSION, version)
+    key = (version.id, version.content_sha256, code.language)
+    text = version_texts.get(key, lambda: _load_version_text(session, version.id, code.language))
+    return VersionPage(code, version, visible_versions(viewer, code), text)
+
+
+def _load_version_text(session: Session, version_id: int, language: str) -> VersionText:
+    html, toc = session.execute(_VERSION_TEXT, {"version_id": version_id}).one()
+    clauses = session.execute(_CLAUSE_HEADINGS, {"version_id": version_id})
+    return build_version_text(html, toc, language, ((key, heading) for key, heading in clauses))
 
 
 def visible_versions(viewer: object, code: Code) -> list[Version]:

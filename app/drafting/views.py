@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.accounts.forms import EmptyForm
 from app.accounts.models import User, WorkingGroup
 from app.audit.chain import content_hash
-from app.comments import service as comments
+from app.comments.margin import margin_for
 from app.comments.views import comment_form_for
 from app.db import db, in_transaction, utcnow
 from app.drafting import service
@@ -20,6 +20,7 @@ from app.drafting.feed import atom_feed
 from app.drafting.forms import CodeForm, CutVersionForm, StatusForm, WorkingTextForm
 from app.drafting.models import Code
 from app.drafting.rendering import render_cached
+from app.drafting.texts import DOCUMENT_SLOT, TOC_SLOT
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.policy import Action, can
 
@@ -162,34 +163,27 @@ def set_status(slug: str) -> Response:
 
 
 @bp.get("/codes/<slug>/v<int:number>")
-def version(slug: str, number: int) -> str:
-    code = _code_in(db.session, slug)
-    version = service.get_version(db.session, current_user, code, number)
-    visible = service.visible_versions(current_user, code)
-    previous = next((v for v in reversed(visible) if v.number < number), None)
-    threads = comments.list_comments(db.session, current_user, version, threads=True)
-    by_clause: dict[str, list[object]] = {}
-    for thread in threads:
-        by_clause.setdefault(thread.clause_key, []).append(thread)
+def version(slug: str, number: int) -> Response:
+    page = service.get_version_page(db.session, current_user, slug, number)
+    code, version = page.code, page.version
     open_now = code.consultation_open(utcnow())
     may_comment = open_now and can(current_user, Action.COMMENT, version)
-    return render_template(
+    may_publish = not version.is_published and can(current_user, Action.PUBLISH_VERSION, version)
+    rendered = render_template(
         "drafting/version.html",
         code=code,
         version=version,
-        previous=previous,
-        versions=visible,
-        empty_form=EmptyForm(),
-        threads=threads,
-        by_clause=by_clause,
-        reply_counts={
-            t.id: sum(1 for r in t.replies if not r.is_withdrawn and comments.can_see_comment(current_user, r))
-            for t in threads
-        },
-        carried=comments.comments_carried_into(db.session, current_user, version),
+        text=page.text,
+        toc_slot=TOC_SLOT,
+        document_slot=DOCUMENT_SLOT,
+        previous=page.previous,
+        versions=page.versions,
+        publish_form=EmptyForm() if may_publish else None,
+        margin=margin_for(db.session, current_user, version),
         consultation_open=open_now,
-        comment_form=comment_form_for(version) if may_comment else None,
+        comment_form=comment_form_for(version, page.text.clauses) if may_comment else None,
     )
+    return Response(page.text.fill(rendered), mimetype="text/html")
 
 
 @bp.get("/codes/<slug>/v<int:number>.md")
