@@ -265,6 +265,9 @@ def _page_urls(app) -> list[str]:
         "user_id": 1,
         "comment_id": 1,
         "fmt": "csv",
+        "round_id": 1,
+        "clause_key": "c-1",
+        "kind": "tallies",
     }
     urls = []
     for rule in app.url_map.iter_rules():
