@@ -511,12 +511,9 @@ def run_sizes(app: Flask, backend: str, sizes: list[int], args: argparse.Namespa
         measure = f"bulk index {docs:,} comments, batches of {args.batch:,}"
         report.rows.append(Row(backend, size, measure, None, None, None, "-", f"{rate:,.0f} docs/s ({seconds:.1f} s)"))
         print(f"[{backend}] {size:,}: indexed {docs:,} comments at {rate:,.0f} docs/s", flush=True)
-        if backend == "postgresql":
-            # In service autovacuum keeps the statistics current and flushes the GIN index's pending list as the
-            # table grows; right after a bulk load neither has happened, and the planner then prefers sequential
-            # scans even for rare words (measured: 640 ms instead of 23 ms for a word found nowhere). Do it now.
-            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                connection.execute(text("VACUUM ANALYZE search_documents"))
+        # As `flask search reindex` does after a bulk load (PostgreSQL: VACUUM ANALYZE, without which the planner
+        # misjudges the fresh GIN index and scans the whole table even for rare words; whoosh: nothing).
+        engine.finish_rebuild()
 
         queries = make_queries(random.Random(args.seed + size), corpus, args.queries)
         target = TARGETS_MS.get((backend, size))

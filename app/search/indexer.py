@@ -24,6 +24,9 @@ from app.search.models import SearchQueueItem
 
 log = logging.getLogger(__name__)
 BATCH = 500
+# Sources per replace_sources in a full rebuild. Each call is a whoosh commit (which merges segments) and a
+# new searcher: chunks of 200 meant 500 commits for 100,000 comments.
+REINDEX_CHUNK = 2_000
 
 
 def _source_of(obj: Any) -> str | None:
@@ -138,23 +141,32 @@ class Indexer:
         """Start indexing in this process; queue a full rebuild if the index is empty (say, deleted)."""
         if not app.config.get("SEARCH_INDEXER_THREAD"):
             return
-        with app.app_context():
-            if self._backend_factory is not None and self._backend_factory().is_empty:
-                sources = all_sources(db.session)
-                if sources:
-                    db.session.execute(insert(SearchQueueItem), [{"source": s} for s in sources])
-                    db.session.commit()
+        self.queue_rebuild_if_empty(app)
         self.start()
         self.wake()
+
+    def queue_rebuild_if_empty(self, app: Flask) -> int:
+        """Queue every source when the index is empty (deleted, or set aside for an older schema).
+
+        Returns how many sources were queued.
+        """
+        with app.app_context():
+            if self._backend_factory is None or not self._backend_factory().is_empty:
+                return 0
+            sources = all_sources(db.session)
+            if sources:
+                db.session.execute(insert(SearchQueueItem), [{"source": s} for s in sources])
+                db.session.commit()
+            return len(sources)
 
 
 indexer = Indexer()
 
 
 def reindex_chunks(session: Session) -> list[list[str]]:
-    """Every source in the database, in chunks of 200, for a full rebuild."""
+    """Every source in the database, in chunks of REINDEX_CHUNK, for a full rebuild."""
     sources = all_sources(session)
-    return [sources[start : start + 200] for start in range(0, len(sources), 200)]
+    return [sources[start : start + REINDEX_CHUNK] for start in range(0, len(sources), REINDEX_CHUNK)]
 
 
 def reindex_everything(session: Session, backend: Any, chunks: Iterable[list[str]] | None = None) -> int:
@@ -167,4 +179,5 @@ def reindex_everything(session: Session, backend: Any, chunks: Iterable[list[str
     for chunk in chunks if chunks is not None else reindex_chunks(session):
         backend.replace_sources({source: documents_for(session, source) or [] for source in chunk})
         count += len(chunk)
+    backend.finish_rebuild()
     return count

@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from whoosh import query as wq
+from whoosh.analysis import STOP_WORDS, StandardAnalyzer
 from whoosh.fields import TEXT, Schema
 from whoosh.qparser import QueryParser
 
@@ -83,8 +84,30 @@ class SearchResults:
         return max(1, -(-self.total // self.per_page))
 
 
-# A plain field (tokenised and lowercased, not stemmed); each backend stems for the document's language.
-_parser = QueryParser("text", Schema(text=TEXT(phrase=True)))
+# A plain field (tokenised and lowercased, not stemmed, no stop list); each backend stems for the document's
+# language and drops that language's stop words. Stop words stay inside phrases because PostgreSQL counts the
+# word they stood for ("text and data mining" is 'text' <2> 'data' <-> 'mine'); outside phrases the few
+# English words whoosh's parser always dropped ("the", "or", "of") still drop out here, for every language.
+_parser = QueryParser("text", Schema(text=TEXT(phrase=True, analyzer=StandardAnalyzer(stoplist=None))))
+
+
+def _is_filler(word: str) -> bool:
+    return len(word) < 2 or word in STOP_WORDS
+
+
+def _drop_fillers(tree: wq.Query) -> wq.Query:
+    """Drop stop words and single letters outside phrases, and phrases of nothing else."""
+    if isinstance(tree, wq.Term):
+        return wq.NullQuery if _is_filler(str(tree.text)) else tree
+    if isinstance(tree, wq.Phrase):
+        return wq.NullQuery if all(_is_filler(str(word)) for word in tree.words) else tree
+    if isinstance(tree, (wq.And, wq.Or)):
+        return type(tree)([_drop_fillers(child) for child in tree.subqueries])
+    if isinstance(tree, wq.Not):
+        return wq.Not(_drop_fillers(tree.query))
+    if isinstance(tree, wq.AndNot):
+        return wq.AndNot(_drop_fillers(tree.a), _drop_fillers(tree.b))
+    return tree
 
 
 def check_request(request: SearchRequest) -> None:
@@ -113,7 +136,7 @@ def parse(text: str) -> wq.Query:
         tree = _parser.parse(text)
     except Exception as error:  # whoosh's parser raises assorted errors on odd input
         raise QueryError(_l("The search could not be understood. Check quotes and brackets.")) from error
-    tree = tree.normalize()
+    tree = _drop_fillers(tree).normalize()
     if tree is wq.NullQuery or not list(tree.leaves()):
         raise QueryError(_l("The search could not be understood. Check quotes and brackets."))
     for leaf in tree.leaves():

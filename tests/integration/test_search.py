@@ -21,10 +21,12 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from whoosh import index as whoosh_index
 
 from app.accounts.models import Role, StakeholderCategory, User, WorkingGroup
 from app.comments import service as comments
@@ -32,6 +34,7 @@ from app.comments.models import Comment
 from app.db import utcnow
 from app.drafting import service as drafting
 from app.drafting.models import Code, CodeStatus, Version
+from app.search import whoosh_backend
 from app.search.indexer import indexer
 from app.search.models import SearchDocumentRow, SearchQueueItem
 from app.search.query import FACETS, SearchRequest, SearchResults
@@ -282,6 +285,38 @@ PREFIX_CONTRACT = {
 }
 
 
+def test_phrase_or_not_and_prefix_queries_give_the_same_ids_on_both_backends(world):
+    anonymous = world.users["anonymous"]
+    found = {query: world.labels(everything(anonymous, query)) for query in QUERY_CONTRACT}
+    assert found == QUERY_CONTRACT
+    totals = {query: everything(anonymous, query).total for query in QUERY_CONTRACT}
+    assert totals == {query: len(expected) for query, expected in QUERY_CONTRACT.items()}
+    # A query of only NOT: everything else, within the filters.
+    assert world.labels(everything(anonymous, "NOT providers", code="alpha", kind="version")) == {"v1:title"}
+
+
+# Prefixes: each finds the words that start with it, whatever their stems ("mitigat*": mitigate, mitigations,
+# both stemmed "mitig"; "providers*": stemmed "provid").
+
+
+def test_a_prefix_finds_the_words_that_start_with_it(world):
+    anonymous = world.users["anonymous"]
+    # Finding more is allowed (PostgreSQL's "mitigation*" also finds "mitigate", which shares the stem "mitig").
+    missing = {
+        query: expected - world.labels(everything(anonymous, query)) for query, expected in PREFIX_CONTRACT.items()
+    }
+    assert missing == {query: set() for query in PREFIX_CONTRACT}
+
+
+def test_a_stop_word_of_the_documents_language_alone_finds_nothing_there(world):
+    admin = world.users["admin"]
+    # "should" is an English stop word: no English document is found by it, or by its NOT (PostgreSQL drops
+    # both from the English tsquery). Swedish has no such stop word, and the Swedish code lacks the word.
+    assert everything(admin, "should").total == 0
+    assert world.labels(everything(admin, "NOT should")) == {"beta:title", "beta:o-1"}
+    assert world.labels(everything(admin, "sharedmark NOT should")) == set(SHARED)
+
+
 ALL_BROAD = {"v1:c-1", "v1:c-2", "v1:c-3", "v2:c-1", "v2:c-2", "working:c-1", "beta:o-1", "P1", "P2", "P3", "G1", "U1"}
 JUNE = dt.datetime(2025, 6, 30, tzinfo=UTC)
 FILTER_CONTRACT = [
@@ -377,6 +412,39 @@ def test_pagination(app, session, group):
 # --- highlights ----------------------------------------------------------------------------------------------
 
 MARKED = re.compile(r"<mark[^>]*>([^<]*)</mark>")
+
+
+def test_highlights_mark_the_matched_words_and_never_carry_script_from_the_content(world, client):
+    anonymous = world.users["anonymous"]
+    marked = {}
+    for query in ("robots", "mitigations", "unclear", '"accredited evaluators"', "crawl*"):
+        [hit] = find(anonymous, query, kind="comment").hits
+        marked[query] = [word.lower() for word in MARKED.findall(hit.snippet_html)]
+        assert "<script" not in hit.snippet_html.lower(), (query, hit.snippet_html)
+        assert "</script" not in hit.snippet_html.lower(), (query, hit.snippet_html)
+    assert marked == {
+        "robots": ["robots"],
+        "mitigations": ["mitigations"],
+        "unclear": ["unclear"],
+        # Both backends mark each matched word, so "evaluation" (same stem as "evaluators") is marked too.
+        '"accredited evaluators"': ["evaluation", "accredited", "evaluators"],
+        "crawl*": ["crawlers"],
+    }
+    page = client.get("/search?q=unclear")
+    assert page.status_code == 200
+    assert "<script>alert" not in page.get_data(as_text=True)
+    assert "<mark" in page.get_data(as_text=True)
+    api = client.get("/api/v1/search?q=unclear")
+    [hit] = api.get_json()["hits"]
+    assert "<mark" in hit["snippet_html"]
+    assert "<script" not in hit["snippet_html"]
+
+
+def test_words_inside_something_like_a_tag_are_marked_and_the_tag_is_shown_as_text(world):
+    [hit] = find(world.users["anonymous"], "noai").hits
+    assert MARKED.findall(hit.snippet_html) == ["noai"]
+    assert "&lt;meta name=" in hit.snippet_html
+    assert "<meta" not in hit.snippet_html
 
 
 PROBES = {
@@ -602,6 +670,37 @@ def test_flask_search_reindex_rebuilds_a_lost_index(app, session, world):
     assert find(admin, BROAD).facets["kind"] == {"version": 6, "working": 1, "comment": 5}
     if backend.name == "postgresql":
         assert session.scalar(select(func.count()).select_from(SearchDocumentRow)) == 16
+
+
+def test_an_index_of_an_older_schema_is_rebuilt_when_serving_starts(app, session, world):
+    admin = world.users["admin"]
+    backend = backend_for(app)
+    if backend.name == "whoosh":
+        # An index from before the `content_words` field: prefix queries on it failed with a 500.
+        backend.close()
+        app.extensions.pop(EXTENSION)
+        shutil.rmtree(app.config["SEARCH_INDEX_DIR"])
+        Path(app.config["SEARCH_INDEX_DIR"]).mkdir()
+        old_schema = whoosh_backend._schema()
+        old_schema.remove("content_words")
+        old = whoosh_index.create_in(app.config["SEARCH_INDEX_DIR"], old_schema)
+        writer = old.writer()
+        writer.add_document(id="stale", source="comment:0", content_en="crawlers of old", language="en")
+        writer.commit()
+        old.close()
+    else:
+        # On PostgreSQL the schema is the migrations'; what serving does about an empty index is the same.
+        session.execute(text("DELETE FROM search_documents"))
+        session.commit()
+    assert everything(admin, "crawl*").total == 0
+
+    queued = indexer.queue_rebuild_if_empty(app)
+    drain(app)
+
+    assert queued == session.scalar(select(func.count()).select_from(Version)) + 2 + len(world.comments)
+    assert world.labels(everything(admin, "crawl*")) == {"P2"}
+    assert world.labels(everything(admin, BROAD)) == ALL_BROAD
+    assert indexer.queue_rebuild_if_empty(app) == 0
 
 
 # --- the indexer thread --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from whoosh import query as wq
 
 from app.search import whoosh_backend
-from app.search.postgres_backend import to_tsquery_text
+from app.search.postgres_backend import to_tsquery_sql, to_tsquery_text
 from app.search.query import MAX_PAGE, MAX_QUERY_CHARS, QueryError, SearchRequest, check_request, parse
 
 
@@ -98,6 +98,18 @@ def test_a_prefix_of_non_ascii_letters() -> None:
 def test_operators_in_lower_case_are_words() -> None:
     # "or" is an English stop word, so it drops out instead of becoming an operator.
     assert parse("risk or safety") == wq.And([wq.Term("text", "risk"), wq.Term("text", "safety")])
+
+
+def test_a_phrase_keeps_its_stop_words_for_the_backends_to_place() -> None:
+    # PostgreSQL keeps the place of a dropped word ('text' <2> 'data'), so it has to see the word.
+    assert list(parse('"text and data mining"').words) == ["text", "and", "data", "mining"]
+
+
+def test_a_stop_word_of_one_language_only_stays_for_the_backends_to_drop() -> None:
+    # "should" is an English stop word but not one of whoosh's few stop words for every language.
+    assert parse("crawlers should honour") == wq.And(
+        [wq.Term("text", "crawlers"), wq.Term("text", "should"), wq.Term("text", "honour")]
+    )
 
 
 # --- parse: what is refused ---------------------------------------------------------------------------
@@ -208,7 +220,7 @@ def test_every_parsed_query_compiles_for_postgresql_or_raises_query_error(text: 
 def test_every_parsed_query_compiles_for_whoosh_or_raises_query_error(text: str) -> None:
     schema = whoosh_backend._schema()
     with contextlib.suppress(QueryError):
-        whoosh_backend._stem_for_field(whoosh_backend._compile(parse(text)), schema).normalize()
+        whoosh_backend.compile_query(parse(text), schema)
 
 
 @pytest.mark.parametrize("text", COMPILER_EXAMPLES)
@@ -217,7 +229,56 @@ def test_range_syntax_is_refused_or_compiled_by_whoosh_not_a_crash(text: str) ->
     # so a 500): `parse` has to refuse it, or a compiler has to.
     schema = whoosh_backend._schema()
     with contextlib.suppress(QueryError):
-        whoosh_backend._stem_for_field(whoosh_backend._compile(parse(text)), schema)
+        whoosh_backend.compile_query(parse(text), schema)
+
+
+# --- whoosh: compiling per language field ---------------------------------------------------------------
+
+
+def whoosh_query(text: str) -> wq.Query:
+    return whoosh_backend.compile_query(parse(text), whoosh_backend._schema())
+
+
+def test_each_language_field_gets_its_own_stems() -> None:
+    assert whoosh_query("risks") == wq.Or(
+        [wq.Term("content_en", "risk"), wq.Term("content_sv", "risk"), wq.Term("content_other", "risks")]
+    )
+
+
+def test_a_stop_word_of_one_language_matches_nothing_in_it() -> None:
+    # Not every English document (as `Every` did): English drops "should", the other fields still look for it.
+    assert whoosh_query("should") == wq.Or([wq.Term("content_sv", "should"), wq.Term("content_other", "should")])
+    assert whoosh_query("crawlers should honour") == wq.Or(
+        [
+            wq.And([wq.Term("content_en", "crawler"), wq.Term("content_en", "honour")]),
+            wq.And([wq.Term("content_sv", w) for w in ("crawler", "should", "honour")]),
+            wq.And([wq.Term("content_other", w) for w in ("crawlers", "should", "honour")]),
+        ]
+    )
+
+
+def test_a_phrase_drops_the_stop_words_its_language_drops() -> None:
+    english = whoosh_query('"text and data mining"').subqueries[0]
+    assert english == wq.Phrase("content_en", ["text", "data", "mine"])
+
+
+def test_prefixes_read_the_words_as_written_in_every_language() -> None:
+    assert whoosh_query("mitigat*") == wq.Prefix("content_words", "mitigat")
+
+
+def test_a_not_or_a_prefix_is_kept_to_its_own_language() -> None:
+    # "NOT providers" would otherwise match every Swedish document through the English field.
+    english, swedish, other = whoosh_query("NOT providers").subqueries
+    assert english == wq.And([wq.Not(wq.Term("content_en", "provid")), wq.Term("language", "en")])
+    assert swedish == wq.And([wq.Not(wq.Term("content_sv", "provider")), wq.Term("language", "sv")])
+    assert other == wq.AndNot(
+        wq.Not(wq.Term("content_other", "providers")),
+        wq.Or([wq.Term("language", "en"), wq.Term("language", "sv")]),
+    )
+    # With a word of the language required, no guard is needed.
+    assert whoosh_query("syst* AND evaluation").subqueries[0] == wq.And(
+        [wq.Prefix("content_words", "syst"), wq.Term("content_en", "evalu")]
+    )
 
 
 # --- PostgreSQL: compiling to to_tsquery() text ----------------------------------------------------------
@@ -270,3 +331,16 @@ def test_a_prefix_typed_with_a_quote_or_backslash_is_escaped() -> None:
 def test_a_query_part_postgresql_cannot_express_is_a_query_error() -> None:
     with pytest.raises(QueryError):
         to_tsquery_text(wq.TermRange("text", "a", "z"))
+
+
+def test_prefixes_meet_the_words_as_written_and_the_rest_its_language() -> None:
+    params: dict[str, str] = {}
+    sql = to_tsquery_sql(parse("syst* AND NOT evaluation"), params)
+    assert sql == "(to_tsquery('simple', :q0) && to_tsquery(cfg, :q1))"
+    assert params == {"q0": "'syst':*", "q1": "!('evaluation')"}
+    params = {}
+    assert to_tsquery_sql(parse("NOT syst*"), params) == "(!! to_tsquery('simple', :q0))"
+    # Without a prefix the whole query goes to to_tsquery, which drops its language's stop words.
+    params = {}
+    assert to_tsquery_sql(parse('"text and data mining"'), params) == "to_tsquery(cfg, :q0)"
+    assert params == {"q0": "('text' <-> 'and' <-> 'data' <-> 'mining')"}
