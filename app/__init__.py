@@ -32,7 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _configure_login()
     register_error_handlers(app)
 
-    from app import mail, web
+    from app import mail, privacy, web
     from app.about.views import bp as about_bp
     from app.accounts.views import bp as accounts_bp
     from app.api.views import bp as api_bp
@@ -51,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api_bp)
     web.init_app(app)
     mail.init_app(app)
+    privacy.init_app(app)
 
     from app.cli import register_cli
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
@@ -13,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from app.accounts import service
 from app.accounts.forms import (
+    DeleteAccountForm,
     EmptyForm,
     InvitationForm,
     LoginForm,
@@ -29,6 +31,7 @@ from app.errors import DomainError, NotFound, ValidationFailed
 from app.extensions import limiter
 from app.mail.service import set_mail_choices
 from app.policy import Action, require
+from app.privacy import service as privacy
 
 bp = Blueprint("accounts", __name__)
 
@@ -146,6 +149,43 @@ def mail_choices() -> str | Response:
         return redirect(url_for("accounts.mail_choices"))
     mail_on = bool(current_app.config.get("MAIL_SMTP_HOST"))
     return render_template("accounts/mail.html", form=form, mail_on=mail_on)
+
+
+@bp.get("/account/data.json")
+@login_required
+def download_data() -> Response:
+    data = in_transaction(
+        lambda s: privacy.export_user_data(s, s.get(User, current_user.id), s.get(User, current_user.id))
+    )
+    response = Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json")
+    response.headers["Content-Disposition"] = 'attachment; filename="accord-my-data.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/account/delete", methods=["GET", "POST"])
+@login_required
+def delete_account() -> str | Response:
+    form = DeleteAccountForm()
+    if form.validate_on_submit():
+        try:
+            in_transaction(
+                lambda s: privacy.delete_account(
+                    s, s.get(User, current_user.id), s.get(User, current_user.id), password=form.password.data
+                )
+            )
+        except DomainError as error:
+            _apply_field_errors(form, error)
+            return render_template("accounts/delete.html", form=form), error.status  # type: ignore[return-value]
+        logout_user()
+        locale = session.get("locale")
+        session.clear()
+        if locale:
+            session["locale"] = locale
+        flash(_("Your account is deleted. Your contributions remain as those of a withdrawn participant."), "success")
+        return redirect(url_for("drafting.home"))
+    status = 422 if form.errors else 200
+    return render_template("accounts/delete.html", form=form), status  # type: ignore[return-value]
 
 
 @bp.post("/locale")

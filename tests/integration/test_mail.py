@@ -168,6 +168,20 @@ def test_invitation_mail_carries_the_link_and_the_token_leaves_the_database(
     assert row.status == MessageStatus.SENT
 
 
+def test_mail_is_written_in_the_recipients_language(app, session, make_user, settings, smtp):
+    handler, _port = smtp
+    user = make_user()
+    user.locale = "sv"
+    notify(session, user, "disposition", "Your comment #1: Accepted.", "/comments/1")
+    session.commit()
+
+    send_due(settings)
+
+    body = text_of(handler.received[0])
+    assert "Öppna den här" in body
+    assert "Open it here" not in body
+
+
 def test_a_temporary_refusal_is_retried_with_exponential_backoff(app, session, make_user, settings, smtp):
     handler, _port = smtp
     user = make_user()
