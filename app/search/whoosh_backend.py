@@ -385,7 +385,9 @@ class WhooshBackend:
         parts, dates = self._filters(request)
         # The filters are part of the search, so totals and facet counts only count what the viewer may see.
         # Every match is scored (for the top of the list) and counted (for the facets); a heap keeps the top.
-        top = collectors.TopCollector(request.page * request.per_page, usequality=False)
+        # No block-quality skipping and no matcher replacement (replace=0): both drop matches that cannot reach
+        # the top, which would then be missing from the total and the facets.
+        top = collectors.TopCollector(request.page * request.per_page, usequality=False, replace=0)
         collector = _SegmentCollector(top, self, parts, dates)
         # terms=False (the default): recording matched terms per document costs; highlights use the query's.
         searcher.search_with_collector(query, collector)

@@ -35,6 +35,7 @@ from app.db import utcnow
 from app.drafting import service as drafting
 from app.drafting.models import Code, CodeStatus, Version
 from app.search import whoosh_backend
+from app.search.documents import SearchDocument
 from app.search.indexer import indexer
 from app.search.models import SearchDocumentRow, SearchQueueItem
 from app.search.query import FACETS, SearchRequest, SearchResults
@@ -407,6 +408,32 @@ def test_pagination(app, session, group):
     # Past the last page there is nothing, not the last page again under another number.
     beyond = find(None, "pagetoken", page=4, per_page=10)
     assert (beyond.page, beyond.total, [hit.id for hit in beyond.hits]) == (4, 25, [])
+
+
+def test_whoosh_totals_and_facets_count_the_matches_that_rank_too_low_for_the_page(tmp_path):
+    # whoosh's top-N search replaces an OR's matcher once a term can no longer reach the page, and skips that
+    # term's other documents; it does so only on indexes of more than 5,000 documents. Totals and facets must
+    # still count them. (PostgreSQL counts in SQL; the contract tests cover it.)
+    backend = whoosh_backend.WhooshBackend(str(tmp_path / "index"))
+
+    def document(number: int, content: str, category: str) -> SearchDocument:
+        return SearchDocument(
+            id=f"d{number}", source=f"s{number}", kind="comment", code="ranks", code_title="Ranks", version=1,
+            clause="c-1", title=f"#{number}", content=content, language="en", audience="public",
+            date=dt.datetime(2025, 1, 1, tzinfo=UTC), url="/", category=category,
+        )  # fmt: skip
+
+    # Short texts full of one word, each scoring higher than the last (so the page's top keeps changing),
+    # then long texts with the other word once, which rank below all of them.
+    loud = [" ".join(["floodword"] * (1 + n % 8) + ["steady"] * (8 - n % 8)) for n in range(40)]
+    quiet = [" ".join(["Signatories document their processes in detail."] * 12) + " Quietword."] * 20
+    padding = [""] * 5_000
+    texts = [(text, "academia") for text in loud] + [(text, "civil_society") for text in quiet + padding]
+    backend.replace_sources({f"s{n}": [document(n, text, category)] for n, (text, category) in enumerate(texts)})
+
+    results = backend.search(SearchRequest(text="floodword OR quietword", audiences=("public",), per_page=1))
+    backend.close()
+    assert (results.total, results.facets["category"]) == (60, {"academia": 40, "civil_society": 20})
 
 
 # --- highlights ----------------------------------------------------------------------------------------------
