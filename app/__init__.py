@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import ops
 from app.config import ROOT, load_config
 from app.db import db
 from app.errors import register_error_handlers
@@ -31,6 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _init_socketio(app)
     _configure_login()
     register_error_handlers(app)
+    ops.init_app(app)
 
     from app import mail, privacy, web
     from app.about.views import bp as about_bp

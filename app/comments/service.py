@@ -30,11 +30,12 @@ from app.comments.models import (
     Notification,
     Visibility,
 )
-from app.db import utcnow
+from app.db import after_commit, utcnow
 from app.drafting.models import Code, Version
 from app.drafting.rendering import render_fragment
 from app.errors import Conflict, Forbidden, NotFound, Text, ValidationFailed, lazy_join, lazy_number
 from app.errors import lazy_gettext as _l
+from app.ops.metrics import comments_accepted
 from app.outbox.service import queue_message
 from app.policy import Action, can, require
 
@@ -309,6 +310,7 @@ def submit_comment(session: Session, actor: User, version: Version, sub: Submiss
         carry_forward(session, comment)
     if parent is not None:
         _notify_reply(session, parent, comment)
+    after_commit(session, comments_accepted.inc)
     return receipt_of(comment)
 
 
