@@ -85,6 +85,18 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
+@event.listens_for(Engine, "savepoint")
+def _sqlite_savepoint_inside_a_transaction(connection: Any, name: str) -> None:
+    # pysqlite (Python 3.11, legacy transaction control) opens a transaction only before INSERT, UPDATE or
+    # DELETE, not before SAVEPOINT: a savepoint taken first would start the transaction itself, and its
+    # RELEASE would commit everything so far on its own. Begin first, as pysqlite would at the next write.
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is not None and not dbapi_connection.in_transaction:
+        dbapi_connection.execute("BEGIN")
+
+
 def str_enum(enum_cls: type[enum.StrEnum], length: int = 40) -> SAEnum:
     """Return a column type storing a StrEnum by its value, as a plain VARCHAR on every database."""
     return SAEnum(

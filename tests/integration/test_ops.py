@@ -544,12 +544,6 @@ def test_a_database_fault_during_a_write_answers_503_and_loses_nothing_acknowled
     outage, session, make_user, make_code, request
 ):
     faulty, fault = outage
-    if isinstance(fault, FullDisk):
-        # pysqlite begins no transaction before a SAVEPOINT, so the comment's savepoint is the outermost
-        # transaction and its RELEASE commits the comment alone (no receipt hash, no audit event) before
-        # the disk-full failure of the rest. Fixed by SQLAlchemy's pysqlite recipe in app/db.py
-        # (isolation_level=None and an explicit BEGIN); then this passes and the marker must go.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="pysqlite SAVEPOINT outside BEGIN commits early"))
     code = make_code(versions=1, published=1)
     code.consultation_opens_at, code.consultation_closes_at = utcnow().replace(year=2000), utcnow().replace(year=2100)
     session.commit()
