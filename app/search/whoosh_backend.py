@@ -255,6 +255,46 @@ def compile_query(tree: wq.Query, schema: Schema) -> wq.Query:
     return wq.Or(branches).normalize() if branches else wq.NullQuery
 
 
+# What a query part is when a word it needs is in no document (None) or when it excludes such a word.
+_EVERYTHING = wq.Every()
+
+
+def _without_missing_words(query: wq.Query, reader: Any) -> wq.Query | None:
+    """Drop the parts that look for words no document has; None when the query cannot match.
+
+    Each word is looked for in every language's field; most are in one or two. A word found nowhere still
+    costs a matcher in every OR it is part of, stepped with the others for every matching document.
+    """
+    if isinstance(query, wq.Term):
+        return query if (query.fieldname, query.text) in reader else None
+    if isinstance(query, wq.Phrase):
+        return query if all((query.fieldname, word) in reader for word in query.words) else None
+    if isinstance(query, wq.Not):
+        inner = _without_missing_words(query.query, reader)
+        return _EVERYTHING if inner is None else None if inner is _EVERYTHING else wq.Not(inner)
+    if isinstance(query, wq.AndNot):
+        positive = _without_missing_words(query.a, reader)
+        negative = _without_missing_words(query.b, reader)
+        if positive is None or negative is _EVERYTHING:
+            return None
+        if negative is None:
+            return positive
+        return wq.Not(negative) if positive is _EVERYTHING else wq.AndNot(positive, negative)
+    if isinstance(query, wq.And):
+        children = [_without_missing_words(child, reader) for child in query.subqueries]
+        if any(child is None for child in children):
+            return None
+        kept = [child for child in children if child is not _EVERYTHING]
+        return _EVERYTHING if not kept else kept[0] if len(kept) == 1 else wq.And(kept)
+    if isinstance(query, wq.Or):
+        children = [_without_missing_words(child, reader) for child in query.subqueries]
+        if any(child is _EVERYTHING for child in children):
+            return _EVERYTHING
+        kept = [child for child in children if child is not None]
+        return None if not kept else kept[0] if len(kept) == 1 else wq.Or(kept)
+    return query
+
+
 class WhooshBackend:
     """Index and search with whoosh in a directory; one writer at a time, one shared searcher."""
 
@@ -379,8 +419,9 @@ class WhooshBackend:
 
     def search(self, request: SearchRequest) -> SearchResults:
         searcher = self._searcher
-        query = compile_query(parse(request.text), searcher.schema)
-        if query is wq.NullQuery:
+        compiled = compile_query(parse(request.text), searcher.schema)
+        query = None if compiled is wq.NullQuery else _without_missing_words(compiled, searcher.reader())
+        if query is None:
             return SearchResults(0, [], {name: {} for name in FACETS}, request.page, request.per_page)
         parts, dates = self._filters(request)
         # The filters are part of the search, so totals and facet counts only count what the viewer may see.

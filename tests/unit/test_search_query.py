@@ -281,6 +281,22 @@ def test_a_not_or_a_prefix_is_kept_to_its_own_language() -> None:
     )
 
 
+def test_parts_looking_for_words_no_document_has_are_dropped_before_searching() -> None:
+    # A stand-in for an index reader: the (field, word) pairs some document has.
+    reader = {("content_en", "risk"), ("content_en", "provid"), ("language", "en"), ("language", "sv")}
+    prune = whoosh_backend._without_missing_words
+    assert prune(whoosh_query("risks"), reader) == wq.Term("content_en", "risk")
+    assert prune(whoosh_query("risks AND zebulon"), reader) is None
+    assert prune(whoosh_query("risks OR zebulon"), reader) == wq.Term("content_en", "risk")
+    assert prune(whoosh_query("risks NOT zebulon"), reader) == wq.Term("content_en", "risk")
+    # NOT of a word found nowhere is every document of the branch's language.
+    english, swedish, other = prune(whoosh_query("NOT risks"), reader).subqueries
+    assert english == wq.And([wq.Not(wq.Term("content_en", "risk")), wq.Term("language", "en")])
+    assert swedish == wq.Term("language", "sv")
+    assert other == wq.Not(wq.Or([wq.Term("language", "en"), wq.Term("language", "sv")]))
+    assert prune(whoosh_query('"systemic risk"'), reader) is None
+
+
 # --- PostgreSQL: compiling to to_tsquery() text ----------------------------------------------------------
 
 
