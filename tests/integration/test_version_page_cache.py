@@ -215,6 +215,14 @@ def test_the_margin_shows_what_the_comment_service_shows_to_every_viewer(session
     comment_as(session, author, v1, clause="c-1", body="Carried, author's group-only.", visibility="group")
     comment_as(session, member, v1, body="Carried internal.", visibility="group")
     comment_as(session, member, v3, clause="c-3", body="On the unpublished version.")
+    # Hidden by an admin (a report upheld): left out everywhere, the margin included.
+    hidden = [
+        comment_as(session, other, v2, body="Hidden thread."),
+        comment_as(session, other, v2, body="Hidden reply.", parent_id=public.id),
+        comment_as(session, other, v1, body="Hidden carried."),
+    ]
+    for comment in hidden:
+        comment.hidden_at = utcnow()
     session.commit()
     assert own_group.visibility.value == "group"
     # What the rules give, spelled out for v2, so that the comparison below compares something.
