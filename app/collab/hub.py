@@ -113,7 +113,10 @@ class CollabHub:
         self._emit = emit
         self.rooms.clear()
         self._redis = None
-        self._auth_engine = None
+        # Close the old database's pooled connections now, rather than leaving them to the garbage collector.
+        old_engine, self._auth_engine = self._auth_engine, None
+        if old_engine is not None:
+            old_engine.dispose()
         url = app.config.get("SOCKETIO_MESSAGE_QUEUE")
         if url and url.startswith("redis"):
             import redis
