@@ -24,6 +24,7 @@ from app.accounts import service as accounts
 from app.accounts.models import MailKind, Role, User
 from app.comments import service as comments
 from app.comments.service import notify
+from app.config import ConfigError, load_config
 from app.db import utcnow
 from app.mail import sender
 from app.mail.sender import MailSettings, MailWorker, backoff, claim_due, send_due
@@ -414,3 +415,17 @@ def test_the_background_sender_mails_soon_after_the_commit(app, session, make_us
         worker.stop()
         sender.worker = sender_before
     assert len(handler.received) == 1
+
+
+def test_mail_is_off_by_default_and_needs_a_sender_address(monkeypatch):
+    monkeypatch.delenv("MAIL_SMTP_HOST", raising=False)
+    monkeypatch.delenv("MAIL_FROM", raising=False)
+    assert MailSettings.from_config(load_config()) is None
+    monkeypatch.setenv("MAIL_SMTP_HOST", "smtp.example.org")
+    with pytest.raises(ConfigError, match="MAIL_FROM"):
+        load_config()
+    monkeypatch.setenv("MAIL_FROM", "accord@example.org")
+    monkeypatch.setenv("MAIL_SMTP_PORT", "2525")
+    found = MailSettings.from_config(load_config())
+    assert found is not None
+    assert (found.host, found.port, found.starttls) == ("smtp.example.org", 2525, True)
