@@ -7,14 +7,12 @@ The schemathesis command line is used rather than its pytest plugin, which does 
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.support.live import LiveServer, free_port, login, prepare_database, server_env
+from tests.support.live import LiveServer, demo_server, login
 
 SCHEMATHESIS = ROOT / ".venv" / "bin" / "schemathesis"
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
@@ -22,18 +20,8 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[LiveServer]:
-    with tempfile.TemporaryDirectory(prefix="accord-contract-") as folder:
-        tmp = Path(folder)
-        env = server_env(
-            f"sqlite:///{tmp}/contract.sqlite3", LOGIN_RATE_LIMIT="1000 per minute", SEARCH_INDEX_DIR=str(tmp / "index")
-        )
-        prepare_database(env)
-        server = LiveServer(free_port(), env, tmp / "server.log")
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with demo_server("accord-contract-") as server:
+        yield server
 
 
 def run_schemathesis(url: str, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ Content-Security-Policy violations.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.conftest import IN_CI, ROOT
-from tests.support.live import DEMO_PASSWORD, LiveServer, free_port, prepare_database, server_env
+from tests.support.live import DEMO_PASSWORD, LiveServer, demo_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 EDITOR_BUNDLE = ROOT / "static" / "dist" / "editor.js"
@@ -79,19 +78,8 @@ def live_server() -> Iterator[LiveServer]:
         _skip_or_fail(f"{EDITOR_BUNDLE.relative_to(ROOT)} is missing: run `make assets`")
     if EDITOR_SOURCE.stat().st_mtime > EDITOR_BUNDLE.stat().st_mtime:
         _skip_or_fail(f"{EDITOR_BUNDLE.relative_to(ROOT)} is older than its source: run `make assets`")
-    with tempfile.TemporaryDirectory(prefix="accord-e2e-") as folder:
-        tmp = Path(folder)
-        # Every page logs in through the real form; the default 10 logins a minute would throttle the suite.
-        env = server_env(
-            f"sqlite:///{tmp}/e2e.sqlite3", LOGIN_RATE_LIMIT="1000 per minute", SEARCH_INDEX_DIR=str(tmp / "index")
-        )
-        prepare_database(env)
-        server = LiveServer(free_port(), env, tmp / "server.log")
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with demo_server("accord-e2e-") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import PageLog, screenshot, visit
-from tests.support.live import DEMO_PASSWORD, LiveServer, free_port, prepare_database, server_env
+from tests.support.live import DEMO_PASSWORD, LiveServer, demo_server
 
 pytestmark = pytest.mark.browser
 
@@ -263,18 +261,8 @@ def test_a_newcomer_registers_jumps_to_a_clause_by_keyboard_and_keeps_the_receip
 @pytest.fixture(scope="module")
 def own_server() -> Iterator[LiveServer]:
     """A second server prepared like the shared one, with its own database and search index."""
-    with tempfile.TemporaryDirectory(prefix="accord-e2e-cycle-") as folder:
-        tmp = Path(folder)
-        env = server_env(
-            f"sqlite:///{tmp}/cycle.sqlite3", LOGIN_RATE_LIMIT="1000 per minute", SEARCH_INDEX_DIR=str(tmp / "index")
-        )
-        prepare_database(env)
-        server = LiveServer(free_port(), env, tmp / "server.log")
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with demo_server("accord-e2e-cycle-") as server:
+        yield server
 
 
 def utc_minutes(when: dt.datetime) -> str:

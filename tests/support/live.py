@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,6 +107,21 @@ def live_server(env: dict[str, str], log_path: Path, port: int | None = None) ->
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def demo_server(prefix: str) -> Iterator[LiveServer]:
+    """A live server on a fresh temporary SQLite database prepared as `make run` prepares one (migrations, the
+    demo codes, the demo accounts), with a search index of its own and room for many logins."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        tmp = Path(folder)
+        # Every page logs in through the real form; the default 10 logins a minute would throttle a suite.
+        env = server_env(
+            f"sqlite:///{tmp}/accord.sqlite3", LOGIN_RATE_LIMIT="1000 per minute", SEARCH_INDEX_DIR=str(tmp / "index")
+        )
+        prepare_database(env)
+        with live_server(env, tmp / "server.log") as server:
+            yield server
 
 
 def login(base_url: str, email: str, password: str = DEMO_PASSWORD) -> requests.Session:
