@@ -66,6 +66,8 @@ def migration_app(empty_database: str, tmp_path):
             "TESTING": True,
             "SECRET_KEY": "test-secret",
             "SEARCH_INDEX_DIR": str(tmp_path / "index"),
+            # No indexer thread: it would index the database while a test downgrades it.
+            "SEARCH_INDEXER_THREAD": False,
         }
     )
     with app.app_context():
