@@ -491,6 +491,7 @@ class FullDisk:
 
     def __init__(self, engine: Any) -> None:
         self.full = False
+        self.engine = engine
         sqlalchemy_event.listen(engine, "checkout", self._on_checkout)
 
     def _on_checkout(self, connection: Any, record: Any, proxy: Any) -> None:
@@ -503,10 +504,24 @@ class FullDisk:
         cursor.close()
 
     def cut(self) -> None:
+        # Earlier tests leave free pages in the shared file, and a write that fits in them needs no growth:
+        # fill them first, so that the next write must grow the file and meets the cap.
+        with self.engine.connect() as connection:
+            free = connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
+            size = connection.exec_driver_sql("PRAGMA page_size").scalar() or 4096
+            connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS test_disk_filler (b BLOB)")
+            if free:
+                connection.exec_driver_sql(
+                    "INSERT INTO test_disk_filler VALUES (zeroblob(?))", (int(free) * int(size),)
+                )
+            connection.commit()
         self.full = True
 
     def restore(self) -> None:
         self.full = False
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("DROP TABLE IF EXISTS test_disk_filler")
+            connection.commit()
 
 
 @pytest.fixture
