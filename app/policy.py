@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from typing import Any
 
 from app.accounts.models import Role, User, WorkingGroup
-from app.consensus.models import Forum
+from app.consensus.models import Eligibility, Forum, Round
 from app.drafting.models import Code, Version
 from app.errors import Forbidden, NotFound
 
@@ -107,6 +108,28 @@ def can(user: Any, action: Action, obj: Any = None) -> bool:
         case Action.VIEW_CODE:
             return role in READERS or any(version.is_published for version in obj.versions)
     return False
+
+
+def is_member(forum: Forum, user: Any) -> bool:
+    """Whether the user takes part in the forum."""
+    account = _user(user)
+    return account is not None and any(member.user_id == account.id for member in forum.members)
+
+
+def may_respond(user: Any, round_: Round) -> bool:
+    """Forum members respond; in an open forum's round for registered participants, anyone logged in does."""
+    if _user(user) is None:
+        return False
+    if round_.eligibility is Eligibility.REGISTERED and round_.forum.is_open:
+        return True
+    return is_member(round_.forum, user)
+
+
+def may_see_results(viewer: Any, round_: Round, now: dt.datetime) -> bool:
+    """The working group follows a round live; everyone else reads its results once it has closed."""
+    return can(viewer, Action.VIEW_GROUP, round_.code) or (
+        round_.has_closed(now) and can(viewer, Action.VIEW_VERSION, round_.version)
+    )
 
 
 def require(user: Any, action: Action, obj: Any = None, *, reason: str = "") -> None:

@@ -42,7 +42,7 @@ from app.db import utcnow
 from app.drafting.models import Code, Version
 from app.errors import Conflict, Forbidden, NotFound, Text, ValidationFailed, lazy_join
 from app.errors import lazy_gettext as _l
-from app.policy import Action, can, require
+from app.policy import Action, can, is_member, may_respond, may_see_results, require
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 MAX_RATIONALE = 10_000
@@ -108,10 +108,6 @@ def get_forum(session: Session, slug: str) -> Forum:
     if forum is None:
         raise NotFound()
     return forum
-
-
-def is_member(forum: Forum, user: object) -> bool:
-    return isinstance(user, User) and any(member.user_id == user.id for member in forum.members)
 
 
 def add_member(session: Session, actor: User, forum: Forum, user: User) -> bool:
@@ -266,25 +262,9 @@ def rounds_of_code(session: Session, code: Code) -> list[Round]:
     )
 
 
-def may_see_results(viewer: object, round_: Round, now: dt.datetime) -> bool:
-    """The working group follows a round live; everyone else reads its results once it has closed."""
-    return can(viewer, Action.VIEW_GROUP, round_.code) or (
-        round_.has_closed(now) and can(viewer, Action.VIEW_VERSION, round_.version)
-    )
-
-
 def require_results(viewer: object, round_: Round, now: dt.datetime) -> None:
     if not may_see_results(viewer, round_, now):
         raise NotFound()
-
-
-def may_respond(user: object, round_: Round) -> bool:
-    """Forum members respond; in an open forum's round for registered participants, anyone logged in does."""
-    if not isinstance(user, User):
-        return False
-    if round_.eligibility is Eligibility.REGISTERED and round_.forum.is_open:
-        return True
-    return is_member(round_.forum, user)
 
 
 # --- positions -------------------------------------------------------------------------------------

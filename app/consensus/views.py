@@ -25,7 +25,7 @@ from app.db import db, in_transaction, utcnow
 from app.drafting import service as drafting
 from app.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from app.exports import csv_response
-from app.policy import Action, can, require
+from app.policy import Action, can, is_member, may_respond, may_see_results, require
 
 bp = Blueprint("consensus", __name__)
 
@@ -106,7 +106,7 @@ def forum(slug: str) -> str:
     return render_template(
         "consensus/forum.html", forum=forum, rounds=rounds, manager=manager, now=now, openable=openable,
         member_form=MemberForm(), empty_form=EmptyForm(),
-        is_member=service.is_member(forum, current_user),
+        is_member=is_member(forum, current_user),
     )  # fmt: skip
 
 
@@ -258,7 +258,7 @@ def _sorted_clauses(result: service.RoundTally, order: str) -> list[Any]:
 def round_page(round_id: int) -> str:
     round_ = _round(db.session, round_id)
     now = utcnow()
-    show_results = service.may_see_results(current_user, round_, now)
+    show_results = may_see_results(current_user, round_, now)
     result = service.round_tally(db.session, round_) if show_results else None
     order = request.args.get("sort", "order")
     return render_template(
@@ -273,7 +273,7 @@ def round_page(round_id: int) -> str:
         calls=service.latest_calls(db.session, round_) if show_results else {},
         trends=service.trends(db.session, round_, current_user, now) if show_results else {},
         manager=can(current_user, Action.MANAGE_CONSULTATION, round_.code),
-        may_respond=service.may_respond(current_user, round_) and round_.is_open(now),
+        may_respond=may_respond(current_user, round_) and round_.is_open(now),
     )
 
 
@@ -326,7 +326,7 @@ def positions(round_id: int) -> str | BaseResponse | tuple[str, int]:
     page = render_template(
         "consensus/positions.html", round=round_, version=round_.version, code=round_.code, form=form, mine=mine,
         errors=errors, posted=request.form if request.method == "POST" else None, now=utcnow(),
-        may_respond=service.may_respond(current_user, round_),
+        may_respond=may_respond(current_user, round_),
         stances=[(s.value, str(STANCE_LABELS[s])) for s in Stance],
         my_comments=service.my_comments_by_clause(db.session, round_, current_user),  # type: ignore[arg-type]
     )  # fmt: skip
