@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import threading
 import time
@@ -17,7 +16,6 @@ import pytest
 from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import Engine, create_engine, inspect, select, text, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app import create_app
@@ -39,7 +37,7 @@ from app.outbox.models import OutboxMessage
 from app.search.indexer import indexer
 from app.search.query import SearchRequest
 from app.search.service import backend_for
-from tests.conftest import POSTGRES_ADMIN_URL, SAMPLE_VERSIONS, require_postgres
+from tests.conftest import POSTGRES_ADMIN_URL, SAMPLE_VERSIONS, require_postgres, scratch_postgres_database
 from tests.integration.test_migrations import MIGRATIONS, revisions
 
 HOUR = dt.timedelta(hours=1)
@@ -65,17 +63,8 @@ def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     if database_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path}/restored-{uuid.uuid4().hex[:8]}.sqlite3"
         return
-    require_postgres()
-    name = f"accord_restore_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres_database("accord_restore") as url:
+        yield url
 
 
 def app_for(url: str, index: Path) -> Flask:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -13,8 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import DateTime, bindparam, create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import DateTime, bindparam, inspect, text
 
 from app import create_app
 from app.accounts.models import Role, StakeholderCategory, User
@@ -23,7 +20,7 @@ from app.audit.service import verify_publication_log
 from app.db import db
 from app.drafting import service as drafting
 from app.drafting.models import Code
-from tests.conftest import POSTGRES_ADMIN_URL, ROOT, require_postgres
+from tests.conftest import ROOT, scratch_postgres_database
 
 MIGRATIONS = str(ROOT / "migrations")
 WHEN = dt.datetime(2025, 1, 15, 9, 30, tzinfo=dt.UTC)
@@ -45,17 +42,8 @@ def empty_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/migrations.sqlite3"
         return
-    require_postgres()
-    name = f"accord_migrations_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres_database("accord_migrations") as url:
+        yield url
 
 
 @pytest.fixture
