@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -47,6 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from markdown_it import MarkdownIt  # noqa: E402
+from timing import Results  # noqa: E402 - bench/ is on sys.path when a benchmark runs
 
 from app.drafting.clauses import headings_from_tokens, split_clauses  # noqa: E402
 from app.drafting.diffing import diff_clauses, word_diff  # noqa: E402
@@ -119,13 +118,6 @@ def build_documents(target_words: int = TARGET_WORDS) -> tuple[str, str]:
 # --- timing --------------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 # A measure stops early once its timed runs add up to this many seconds (but never below MIN_RUNS),
 # so that the slow measures keep the whole benchmark under a minute.
 BUDGET_SECONDS = 5.0
@@ -146,58 +138,6 @@ def time_calls(fn: Callable[[], Any], runs: int, warmup: int = 1, budget: float 
         fn()
         samples.append((time.perf_counter() - start) * 1000)
     return samples
-
-
-def status(median: float, p95: float, target_ms: float | None) -> str:
-    """Pass or fail on the median; say so when the p95 is over the target too."""
-    if target_ms is None:
-        return "info"
-    if median > target_ms:
-        return "FAIL"
-    return "pass (p95 over)" if p95 > target_ms else "pass"
-
-
-class Results:
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-
-    def add(self, measure: str, samples: list[float], target_ms: float | None) -> None:
-        median = statistics.median(samples)
-        self.rows.append(
-            {
-                "measure": measure,
-                "n": len(samples),
-                "median": median,
-                "p95": percentile(samples, 95),
-                "min": min(samples),
-                "target": target_ms,
-                "status": status(median, percentile(samples, 95), target_ms),
-            }
-        )
-        row = self.rows[-1]
-        print(f"  {measure}: median {median:.2f} ms, p95 {row['p95']:.2f} ms, min {row['min']:.2f} ms", flush=True)
-
-    def table(self) -> str:
-        header = ["Measure", "n", "Median (ms)", "p95 (ms)", "Min (ms)", "Target", "Result"]
-        body = [
-            [
-                r["measure"],
-                str(r["n"]),
-                f"{r['median']:.2f}",
-                f"{r['p95']:.2f}",
-                f"{r['min']:.2f}",
-                "—" if r["target"] is None else f"≤ {r['target']:g} ms",
-                r["status"],
-            ]
-            for r in self.rows
-        ]
-        widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-
-        def line(cells: list[str]) -> str:
-            return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-        rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-        return "\n".join([line(header), rule, *(line(row) for row in body)])
 
 
 # --- the app -------------------------------------------------------------------------------------
