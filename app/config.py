@@ -189,6 +189,9 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "MAIL_SMTP_STARTTLS": read.flag("MAIL_SMTP_STARTTLS", True),
         "MAIL_FROM": _env("MAIL_FROM"),
         "MAIL_SENDER_THREAD": read.flag("MAIL_SENDER_THREAD", True),
+        # Rounds of positions (app/consensus/announcements.py): who is told when a round opens and closes.
+        "ROUND_ANNOUNCER_THREAD": read.flag("ROUND_ANNOUNCER_THREAD", True),
+        "ROUND_ANNOUNCER_SECONDS": read.integer("ROUND_ANNOUNCER_SECONDS", 60, minimum=1),
         "MAIL_MAX_ATTEMPTS": read.integer("MAIL_MAX_ATTEMPTS", 8, minimum=1),
         "MAIL_RETRY_SECONDS": read.integer("MAIL_RETRY_SECONDS", 60, minimum=1),
         "MAIL_MAX_AGE_HOURS": read.integer("MAIL_MAX_AGE_HOURS", 72, minimum=1),

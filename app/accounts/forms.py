@@ -84,6 +84,7 @@ class MailChoicesForm(FlaskForm):
     reply = BooleanField(MAIL_KIND_LABELS[MailKind.REPLY])
     disposition = BooleanField(MAIL_KIND_LABELS[MailKind.DISPOSITION])
     version = BooleanField(MAIL_KIND_LABELS[MailKind.VERSION])
+    round = BooleanField(MAIL_KIND_LABELS[MailKind.ROUND])
     invitation = BooleanField(MAIL_KIND_LABELS[MailKind.INVITATION])
 
     def wanted(self) -> set[str]:

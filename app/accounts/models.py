@@ -84,6 +84,7 @@ class MailKind(enum.StrEnum):
     REPLY = "reply"
     DISPOSITION = "disposition"
     VERSION = "version"
+    ROUND = "round"
     INVITATION = "invitation"
 
     @property
@@ -95,6 +96,7 @@ MAIL_KIND_LABELS = {
     MailKind.REPLY: _l("Replies to my comments"),
     MailKind.DISPOSITION: _l("Dispositions of my comments"),
     MailKind.VERSION: _l("New versions of codes I commented on"),
+    MailKind.ROUND: _l("Rounds of positions opening and closing in my forums"),
     MailKind.INVITATION: _l("Invitations to working groups"),
 }
 

@@ -7,7 +7,7 @@ import enum
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, event
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship, with_loader_criteria
 
 from app.accounts.models import StakeholderCategory, User
@@ -201,10 +201,18 @@ class Notification(Base):
     id: Mapped[pk]
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(40))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)  # the English wording; readers get `params` worded in their language
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     url: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[created_at]
     read_at: Mapped[dt.datetime | None]
+
+    @property
+    def message(self) -> str:
+        """The notice in the current language."""
+        from app.notices import notice_text  # imported late: notices builds on these models
+
+        return notice_text(self.kind, self.params, self.text)
 
 
 class ReportStatus(enum.StrEnum):

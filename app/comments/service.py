@@ -35,8 +35,8 @@ from app.drafting.models import Code, Version
 from app.drafting.rendering import render_fragment
 from app.errors import Conflict, Forbidden, NotFound, Text, ValidationFailed, lazy_join, lazy_number
 from app.errors import lazy_gettext as _l
+from app.notices import notify
 from app.ops.metrics import comments_accepted
-from app.outbox.service import queue_message
 from app.policy import Action, can, require
 
 MAX_BODY = 20_000
@@ -507,27 +507,22 @@ def record_disposition(
     record_event(session, actor, "comment.disposition", "comment", comment.id, disposition=value.value)
     if comment.author is not None:
         notify(
-            session, comment.author, "disposition",
-            f"Your comment #{comment.id} on {comment.code.title} {comment.version.name}: {value.label}.",
-            f"/comments/{comment.id}",
+            session, comment.author, "disposition", None, f"/comments/{comment.id}",
+            params={
+                "comment": comment.id, "code": comment.code.title, "version": comment.version.name,
+                "disposition": value.value,
+            },
         )  # fmt: skip
 
 
 # --- notifications -------------------------------------------------------------------------------
 
 
-def notify(session: Session, user: User, kind: str, text: str, url: str) -> None:
-    """Add an in-app notification and queue the same for mail."""
-    session.add(Notification(user_id=user.id, kind=kind, text=text, url=url))
-    queue_message(session, kind=f"notification.{kind}", recipient=user.email, subject=text, body=url)
-
-
 def _notify_reply(session: Session, parent: Comment, reply: Comment) -> None:
     if parent.author is not None and parent.author_id != reply.author_id and can_see_comment(parent.author, reply):
         notify(
-            session, parent.author, "reply",
-            f"{reply.author.display_name if reply.author else 'Someone'} replied to your comment #{parent.id}.",
-            f"/comments/{parent.id}",
+            session, parent.author, "reply", None, f"/comments/{parent.id}",
+            params={"name": reply.author.display_name if reply.author else None, "comment": parent.id},
         )  # fmt: skip
 
 
@@ -543,9 +538,8 @@ def notify_new_version(session: Session, version: Version, *, newly_public: bool
         in_group = can(author, Action.VIEW_GROUP_COMMENTS, version.code)
         if can(author, Action.VIEW_VERSION, version) and in_group != newly_public:
             notify(
-                session, author, "version",
-                f"{version.code.title}: {version.name} ({version.label}) is available.",
-                f"/codes/{version.code.slug}/v{version.number}",
+                session, author, "version", None, f"/codes/{version.code.slug}/v{version.number}",
+                params={"code": version.code.title, "version": version.name, "label": version.label},
             )  # fmt: skip
 
 

@@ -139,6 +139,9 @@ class Round(Base):
     min_category_answers: Mapped[int]
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[created_at]
+    # When the opening and the closing were announced (app/consensus/announcements.py); None: not yet.
+    opening_announced_at: Mapped[dt.datetime | None]
+    closing_announced_at: Mapped[dt.datetime | None]
 
     forum: Mapped[Forum] = relationship(back_populates="rounds")
     code: Mapped[Code] = relationship()

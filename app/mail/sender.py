@@ -14,7 +14,6 @@ import logging
 import random
 import smtplib
 import ssl
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -31,7 +30,9 @@ from app.accounts.service import find_user_by_email
 from app.db import db, utcnow
 from app.mail.service import address_opted_out, kind_of
 from app.mail.tokens import ALL, make_token
+from app.notices import notice_text
 from app.outbox.models import MessageStatus, OutboxMessage
+from app.periodic import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +294,8 @@ def compose(session: Session, message: OutboxMessage, settings: MailSettings) ->
     unsubscribe_all = f"{base}/mail/unsubscribe/{every}"
     locale = (user.locale if user is not None else None) or current_app.config.get("BABEL_DEFAULT_LOCALE", "en")
     with force_locale(locale):
-        lines = _body_lines(message, base)
+        subject = _subject(message)
+        lines = _body_lines(message, base, subject)
         lines += ["", "-- ", _("You receive this mail from Accord because of your account or an invitation.")]
         if one is not None and kind is not None:
             lines.append(
@@ -305,7 +307,7 @@ def compose(session: Session, message: OutboxMessage, settings: MailSettings) ->
     email = EmailMessage()
     email["From"] = settings.sender
     email["To"] = message.recipient
-    email["Subject"] = message.subject
+    email["Subject"] = subject
     email["Date"] = format_datetime(utcnow())
     email["Message-ID"] = make_msgid(idstring=f"outbox-{message.id}", domain=settings.sender.rpartition("@")[2] or None)
     email["Auto-Submitted"] = "auto-generated"
@@ -316,7 +318,14 @@ def compose(session: Session, message: OutboxMessage, settings: MailSettings) ->
     return email
 
 
-def _body_lines(message: OutboxMessage, base: str) -> list[str]:
+def _subject(message: OutboxMessage) -> str:
+    params = (message.payload or {}).get("params")
+    if params and message.kind.startswith("notification."):
+        return notice_text(message.kind.removeprefix("notification."), params, message.subject)
+    return message.subject
+
+
+def _body_lines(message: OutboxMessage, base: str, subject: str) -> list[str]:
     payload = message.payload or {}
     if message.kind == "invitation" and payload.get("token"):
         return [
@@ -328,63 +337,20 @@ def _body_lines(message: OutboxMessage, base: str) -> list[str]:
     if message.kind.startswith("notification."):
         # A notification's body is the path of the page it is about.
         url = message.body if message.body.startswith("http") else f"{base}{message.body}"
-        return [message.subject, "", _("Open it here: %(url)s", url=url)]
+        return [subject, "", _("Open it here: %(url)s", url=url)]
     return [message.body]
 
 
 # --- the background sender ---------------------------------------------------------------------------
 
 
-class MailWorker:
+class MailWorker(PeriodicWorker):
     """A thread per process that sends the outbox when something is queued, and every POLL seconds."""
 
     POLL = 30.0
 
     def __init__(self) -> None:
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._app: Flask | None = None
-
-    def start(self, app: Flask) -> None:
-        with self._lock:
-            self._app = app
-            if self._thread is None or not self._thread.is_alive():
-                self._stop.clear()
-                self._thread = threading.Thread(target=self._loop, name="mail-sender", daemon=True)
-                self._thread.start()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wake(self) -> None:
-        if self._thread is not None:
-            self._wake.set()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread after its current round (tests; a server simply exits)."""
-        thread = self._thread
-        self._stop.set()
-        self._wake.set()
-        if thread is not None:
-            thread.join(timeout)
-        self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.POLL)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            app = self._app
-            if app is None:
-                continue
-            try:
-                run_once(app)
-            except Exception:
-                log.exception("mail sending failed; the outbox keeps the messages for the next attempt")
+        super().__init__("mail-sender", self.POLL, run_once)
 
 
 def run_once(app: Flask, *, limit: int = BATCH) -> DeliveryReport:
@@ -410,19 +376,10 @@ worker = MailWorker()
 
 
 def init_app(app: Flask) -> None:
-    """Start the background sender with the first request when mail is on and MAIL_SENDER_THREAD allows it.
-
-    Started with a request rather than here, so that CLI commands (migrations, backups) never send mail, and
-    under gunicorn each worker process starts its own after the fork.
-    """
+    """Start the background sender with the first request when mail is on and MAIL_SENDER_THREAD allows it."""
     if MailSettings.from_config(app.config) is None or not app.config.get("MAIL_SENDER_THREAD", True):
         return
-
-    @app.before_request
-    def _start_mail_worker() -> None:
-        if not worker.running:
-            worker.start(app)
-            worker.wake()
+    worker.start_with_first_request(app)
 
 
 def wake_worker() -> None:

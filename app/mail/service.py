@@ -19,9 +19,15 @@ def address_hash(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
+# Notifications whose name is not a choosable kind's own.
+_CHOSEN_AS = {"round_opened": MailKind.ROUND, "round_closed": MailKind.ROUND}
+
+
 def kind_of(message_kind: str) -> MailKind | None:
     """Return the choosable kind of an outbox message ('notification.reply' → REPLY), None if not choosable."""
     name = message_kind.removeprefix("notification.")
+    if name in _CHOSEN_AS:
+        return _CHOSEN_AS[name]
     try:
         return MailKind(name)
     except ValueError:

@@ -81,7 +81,13 @@ def _notifications(session: Session, user: User) -> list[dict[str, Any]]:
         select(Notification).where(Notification.user_id == user.id).order_by(Notification.id)
     )
     return [
-        {"kind": n.kind, "text": n.text, "url": n.url, "created_at": _time(n.created_at), "read_at": _time(n.read_at)}
+        {
+            "kind": n.kind,
+            "text": n.message,
+            "url": n.url,
+            "created_at": _time(n.created_at),
+            "read_at": _time(n.read_at),
+        }
         for n in notifications
     ]
 

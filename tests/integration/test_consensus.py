@@ -12,13 +12,19 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from app.accounts.models import Role, StakeholderCategory
+from app.accounts.models import MailKind, Role, StakeholderCategory
 from app.audit.models import AuditEvent
+from app.comments import service as comments
+from app.comments.models import Notification
 from app.consensus import service
+from app.consensus.announcements import announce_due_rounds
 from app.consensus.models import Forum, ForumKind, Position, PositionRevision, Round
 from app.consensus.tally import Answer, Level, Thresholds, tally
 from app.db import db, in_transaction, utcnow
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.mail.sender import MailSettings, compose
+from app.mail.service import kind_of
+from app.outbox.models import OutboxMessage
 
 HOUR = dt.timedelta(hours=1)
 SMALL = Thresholds(min_participants=2, min_category_answers=1)
@@ -479,3 +485,135 @@ def test_trends_follow_a_clause_across_versions_in_the_same_forum(session, world
     page = client.get(f"/rounds/{second.id}").get_data(as_text=True)
     assert "v1: 25" in page
     assert "+50" in page
+
+
+# --- telling people that a round opened or closed ----------------------------------------------------
+
+
+def notices(session, user, kind: str) -> list[Notification]:
+    mine = select(Notification).where(Notification.user_id == user.id, Notification.kind == kind)
+    return list(session.scalars(mine.order_by(Notification.id)))
+
+
+def test_a_round_is_announced_to_its_forum_when_it_opens_and_when_it_closes_once_each(session, world):
+    now = utcnow()
+    later = open_round(session, world, opens_at=now + HOUR, closes_at=now + 3 * HOUR, title="Later round")
+    round_ = open_round(session, world, title="Safety round")
+    service.record_position(session, world.member, round_, position())
+    session.commit()
+
+    first = announce_due_rounds(session, now)
+    again = announce_due_rounds(session, now)
+
+    assert (first.opened, first.closed, first.notified) == (1, 0, 1)
+    assert (again.opened, again.closed, again.notified) == (0, 0, 0)
+    [opened] = notices(session, world.member, "round_opened")
+    assert opened.url == f"/rounds/{round_.id}/positions"
+    assert opened.message.startswith("The round “Safety round” in Plenary is open for positions on Test code v1 until ")
+    assert [n for u in (world.chair, world.outsider, world.admin) for n in notices(session, u, "round_opened")] == []
+    mail = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "notification.round_opened")).all()
+    assert [(m.recipient, m.subject) for m in mail] == [(world.member.email, opened.text)]
+    assert session.get(Round, later.id).opening_announced_at is None
+
+    closing = announce_due_rounds(session, now + 2 * HOUR)
+
+    assert (closing.opened, closing.closed) == (1, 1)  # the later round opened meanwhile
+    [closed] = notices(session, world.member, "round_closed")
+    assert closed.url == f"/rounds/{round_.id}"
+    assert closed.message == (
+        "The round “Safety round” in Plenary has closed with 1 position recorded; its results are out."
+    )
+    assert announce_due_rounds(session, now + 4 * HOUR).closed == 1  # the later one; never the first again
+    assert len(notices(session, world.member, "round_closed")) == 2
+
+
+def test_an_open_forums_round_is_announced_to_past_participants_and_commenters_not_to_everyone(
+    session, world, make_user
+):
+    now = utcnow()
+    earlier = open_round(session, world, forum=world.alliance, eligibility="registered")
+    service.record_position(session, world.outsider, earlier, position())
+    commenter, bystander = make_user(), make_user()
+    world.code.consultation_opens_at, world.code.consultation_closes_at = now - HOUR, now + HOUR
+    remark = comments.Submission(clause_key="c-1", body="A remark.", idempotency_key="remark-0001")
+    comments.submit_comment(session, commenter, world.v2, remark)
+    session.commit()
+    announce_due_rounds(session, now)
+    round_ = open_round(session, world, forum=world.alliance, version=world.v2, eligibility="registered")
+
+    announce_due_rounds(session, now)
+
+    told = {n.user_id for n in session.scalars(select(Notification).where(Notification.url.contains(f"/{round_.id}/")))}
+    assert told == {world.outsider.id, commenter.id}
+    assert notices(session, bystander, "round_opened") == []
+
+
+def test_a_round_made_after_it_closed_is_announced_as_closed_only(session, world):
+    now = utcnow()
+    round_ = open_round(session, world, opens_at=now - 3 * HOUR, closes_at=now - HOUR)
+
+    report = announce_due_rounds(session, now)
+
+    assert (report.opened, report.closed, report.notified) == (1, 1, 1)
+    assert [n.kind for n in session.scalars(select(Notification).where(Notification.user_id == world.member.id))] == [
+        "round_closed"
+    ]
+    assert session.get(Round, round_.id).opening_announced_at is not None
+
+
+def test_processes_announcing_at_once_tell_each_person_once(app, session, world, make_user):
+    for _ in range(3):
+        service.add_member(session, world.chair, world.plenary, make_user())
+    open_round(session, world)
+    open_round(session, world, title="Second")
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def announce() -> None:
+        with app.app_context():
+            try:
+                barrier.wait()
+                announce_due_rounds(db.session)
+            except BaseException as error:
+                errors.append(error)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=announce) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert count(session, Notification) == 8  # 4 members × 2 rounds
+    assert count(session, OutboxMessage) == 8
+
+
+def test_round_notices_are_worded_in_each_readers_language_on_the_site_and_by_mail(app, session, world, client, login):
+    world.member.locale = "sv"
+    open_round(session, world, title="Säkerhetsrunda")
+    announce_due_rounds(session)
+    login(world.member)
+
+    page = client.get("/me/notifications").get_data(as_text=True)
+
+    assert "Rundan ”Säkerhetsrunda” i Plenary är öppen för ståndpunkter om Test code v1 till" in page
+    [opened] = notices(session, world.member, "round_opened")
+    assert opened.text.startswith("The round “Säkerhetsrunda”")  # stored in English, worded when read
+    message = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "notification.round_opened")).one()
+    settings = MailSettings(host="127.0.0.1")
+    mailed = compose(session, message, settings)
+    assert mailed["Subject"].startswith("Rundan ”Säkerhetsrunda”")
+    assert kind_of(message.kind) is MailKind.ROUND
+    assert 'name="round"' in client.get("/account/mail").get_data(as_text=True)
+
+
+def test_the_command_announces_what_is_due(app, session, world):
+    open_round(session, world)
+
+    result = app.test_cli_runner().invoke(args=["rounds", "announce"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "1 round(s) opened, 0 closed; 1 people notified."
+    assert len(notices(session, world.member, "round_opened")) == 1

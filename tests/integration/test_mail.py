@@ -325,7 +325,7 @@ def test_the_account_page_saves_mail_choices(app, client, session, make_user, lo
 
     assert response.status_code == 302
     session.expire_all()
-    assert sorted(session.get(User, user.id).mail_opt_out) == ["reply", "version"]
+    assert sorted(session.get(User, user.id).mail_opt_out) == ["reply", "round", "version"]
     assert client.get("/account/mail").get_data(as_text=True).count("checked") == 2
 
 
