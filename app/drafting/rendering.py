@@ -37,7 +37,20 @@ def _heading_close(self: RendererHTML, tokens: list[Token], idx: int, options: O
     token = tokens[idx]
     key = html.escape(token.meta["key"])
     title = html.escape(token.meta["title"])
-    return f' <a class="permalink" href="#{key}" aria-label="Permalink: {title}">#</a></{token.tag}>\n'
+    return f' <a class="permalink" href="#{key}" aria-label="{PERMALINK_LABEL}: {title}">#</a></{token.tag}>\n'
+
+
+# Stored HTML (a version's, rendered once when it is cut) labels permalinks in English; pages relabel them.
+PERMALINK_LABEL = "Permalink"
+_PERMALINK = re.compile(r'(<a class="permalink" href="#[^"]*" aria-label=")Permalink: ')
+
+
+def localise_permalinks(rendered_html: str, label: str) -> str:
+    """Label the permalinks of rendered HTML in the reader's language ("Permalänk: Transparens")."""
+    if label == PERMALINK_LABEL:
+        return rendered_html
+    prefix = html.escape(label)
+    return _PERMALINK.sub(lambda match: f"{match.group(1)}{prefix}: ", rendered_html)
 
 
 def _make_parser() -> MarkdownIt:

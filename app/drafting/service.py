@@ -19,7 +19,7 @@ from app.db import utcnow
 from app.drafting import clauses as clause_parser
 from app.drafting.diffing import ClauseDiff, diff_clauses
 from app.drafting.models import Clause, Code, CodeStatus, Version
-from app.drafting.rendering import render_markdown
+from app.drafting.rendering import PERMALINK_LABEL, localise_permalinks, render_markdown
 from app.drafting.texts import VersionText, build_version_text, version_texts
 from app.errors import Conflict, NotFound, Text, TooLarge, ValidationFailed
 from app.errors import lazy_gettext as _l
@@ -112,7 +112,9 @@ _CLAUSE_HEADINGS = (
 )
 
 
-def get_version_page(session: Session, viewer: object, slug: str, number: int) -> VersionPage:
+def get_version_page(
+    session: Session, viewer: object, slug: str, number: int, *, permalink_label: str = PERMALINK_LABEL
+) -> VersionPage:
     """Return a version of a code for its page, with its text from the per-process cache.
 
     The same rules as `get_code` and `get_version`: both checks are made on rows loaded in this request,
@@ -130,13 +132,14 @@ def get_version_page(session: Session, viewer: object, slug: str, number: int) -
     if version is None:
         raise NotFound()
     require(viewer, Action.VIEW_VERSION, version)
-    key = (version.id, version.content_sha256, code.language)
-    text = version_texts.get(key, lambda: _load_version_text(session, version.id, code.language))
+    key = (version.id, version.content_sha256, code.language, permalink_label)
+    text = version_texts.get(key, lambda: _load_version_text(session, version.id, code.language, permalink_label))
     return VersionPage(code, version, visible_versions(viewer, code), text)
 
 
-def _load_version_text(session: Session, version_id: int, language: str) -> VersionText:
+def _load_version_text(session: Session, version_id: int, language: str, permalink_label: str) -> VersionText:
     html, toc = session.execute(_VERSION_TEXT, {"version_id": version_id}).one()
+    html = localise_permalinks(html, permalink_label)
     clauses = session.execute(_CLAUSE_HEADINGS, {"version_id": version_id})
     return build_version_text(html, toc, language, ((key, heading) for key, heading in clauses))
 

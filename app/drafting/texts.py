@@ -87,10 +87,10 @@ def build_version_text(
     )
 
 
-# The key is (version id, content SHA-256, code language). The hash guards against a reused id serving
-# another version's text (a database rebuilt or restored while the process runs; test databases);
-# the language is part of the table of contents' markup.
-Key = tuple[int, str, str]
+# The key is (version id, content SHA-256, code language, permalink label). The hash guards against a reused
+# id serving another version's text (a database rebuilt or restored while the process runs; test databases);
+# the language is part of the table of contents' markup, the label (in the reader's language) of the text's.
+Key = tuple[int, str, str, str]
 
 
 class VersionTextCache:

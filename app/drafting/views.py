@@ -19,7 +19,7 @@ from app.drafting.diffing import ops_to_html
 from app.drafting.feed import atom_feed
 from app.drafting.forms import CodeForm, CutVersionForm, StatusForm, WorkingTextForm
 from app.drafting.models import Code
-from app.drafting.rendering import render_cached
+from app.drafting.rendering import localise_permalinks, render_cached
 from app.drafting.texts import DOCUMENT_SLOT, TOC_SLOT
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.policy import Action, can
@@ -115,6 +115,7 @@ def working_text(slug: str) -> str | Response:
         code=code,
         form=form,
         preview=render_cached(text),
+        preview_html=localise_permalinks(render_cached(text).html, _("Permalink")),
         cut_form=CutVersionForm(),
         collab_config={"code": code.id, "can_write": can(current_user, Action.EDIT_WORKING_TEXT, code)},
     ), status  # type: ignore[return-value]
@@ -130,7 +131,7 @@ def preview(slug: str) -> Response:
     if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
         raise ValidationFailed(_('Send the text to preview as JSON: {"text": "…"}.'))
     rendered = render_cached(payload["text"])
-    return jsonify({"html": rendered.html, "toc": rendered.toc})
+    return jsonify({"html": localise_permalinks(rendered.html, _("Permalink")), "toc": rendered.toc})
 
 
 @bp.post("/codes/<slug>/versions")
@@ -164,7 +165,7 @@ def set_status(slug: str) -> Response:
 
 @bp.get("/codes/<slug>/v<int:number>")
 def version(slug: str, number: int) -> Response:
-    page = service.get_version_page(db.session, current_user, slug, number)
+    page = service.get_version_page(db.session, current_user, slug, number, permalink_label=_("Permalink"))
     code, version = page.code, page.version
     open_now = code.consultation_open(utcnow())
     may_comment = open_now and can(current_user, Action.COMMENT, version)

@@ -13,8 +13,10 @@ import logging
 import time
 from typing import Any
 
-from flask import Flask, current_app, session
-from flask_login import logout_user, user_logged_in
+from flask import Blueprint, Flask, current_app, jsonify, session
+from flask_babel import gettext as _
+from flask_login import current_user, logout_user, user_logged_in
+from werkzeug.wrappers import Response
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,38 @@ def expired(state: dict[str, Any], now: float, idle: dt.timedelta, absolute: dt.
     return None
 
 
+def seconds_left(state: dict[str, Any], now: float, idle: dt.timedelta, absolute: dt.timedelta) -> dict[str, int]:
+    """How many seconds the session has before each limit ends it (only the limits that are set)."""
+    left: dict[str, int] = {}
+    login_at, seen_at = state.get(LOGIN_AT), state.get(SEEN_AT)
+    if idle and isinstance(seen_at, int):
+        left["idle"] = max(0, int(seen_at + idle.total_seconds() - now))
+    if absolute and isinstance(login_at, int):
+        left["absolute"] = max(0, int(login_at + absolute.total_seconds() - now))
+    return left
+
+
+def session_time_left() -> dict[str, int]:
+    """The current login session's seconds left per limit, for the page's time-out warning."""
+    config = current_app.config
+    return seconds_left(session, time.time(), config["SESSION_IDLE_TIMEOUT"], config["SESSION_ABSOLUTE_TIMEOUT"])
+
+
+bp = Blueprint("sessions", __name__)
+
+
+@bp.post("/session/extend")
+def extend() -> tuple[Response, int] | Response:
+    """Count the person as active now (the warning's "Stay logged in"); say how long the session has left.
+
+    The idle limit starts again; the absolute limit cannot be extended, and the answer says how near it is.
+    """
+    if not current_user.is_authenticated:
+        return jsonify(error=_("Your session has ended. Log in again to go on.")), 401
+    session[SEEN_AT] = int(time.time())
+    return jsonify(session_time_left())
+
+
 def guard_socket_connect(namespace: Any) -> None:
     """Refuse a Socket.IO connection whose login session is past its limits.
 
@@ -63,8 +97,11 @@ def guard_socket_connect(namespace: Any) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Stamp logins and end sessions that were idle too long or are older than the absolute limit."""
+    """Stamp logins, end sessions that were idle too long or are older than the absolute limit, and let pages
+    extend the idle limit (POST /session/extend)."""
     user_logged_in.connect(_stamp_login, app)
+    app.register_blueprint(bp)
+    app.jinja_env.globals["session_time_left"] = session_time_left
 
     @app.before_request
     def enforce_session_limits() -> None:

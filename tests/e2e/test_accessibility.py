@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import ROOT
 from tests.e2e.conftest import DEMO_DOMAIN, VIEWPORT
@@ -127,6 +128,88 @@ def test_the_error_states_of_forms_have_no_violations(contexts: Any, axe_source:
         page.goto("/account/password")
         page.locator("main form button[type=submit]").click()
         assert re.search(r"/account/password", page.url)
+        assert axe_violations(page, axe_source) == []
+    finally:
+        page.close()
+
+
+def test_the_filled_comment_margin_the_receipt_and_the_comment_forms_error_have_no_violations(
+    contexts: Any, axe_source: str
+):
+    page = contexts("stakeholder").new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # "Withdraw this comment?"
+    try:
+        page.goto("/codes/gpai-code/v2/comments/new")
+        page.get_by_role("button", name="Send comment").click()
+        page.wait_for_selector(".field-error")
+        assert axe_violations(page, axe_source) == []  # the form's error state
+        page.get_by_label("Your comment (Markdown)").fill("An accessibility check of the margin, withdrawn again.")
+        page.get_by_role("button", name="Send comment").click()
+        page.wait_for_url(re.compile(r"/comments/\d+\?receipt=1$"))
+        assert axe_violations(page, axe_source) == []  # the receipt
+        thread = page.url.split("?")[0]
+        page.goto("/codes/gpai-code/v2")
+        expect(page.locator(".comment-margin")).to_contain_text("An accessibility check of the margin")
+        assert axe_violations(page, axe_source) == []  # the filled margin
+    finally:
+        # Later tests on the shared server (and their screenshots) should not see this comment.
+        page.goto(thread)
+        page.get_by_role("button", name="Withdraw comment").click()
+        expect(page.locator(".flash-success")).to_be_visible()
+        page.close()
+
+
+def test_the_editor_offline_has_no_violations(contexts: Any, axe_source: str):
+    context = contexts("editor")
+    page = context.new_page()
+    status = page.locator("#collab-status")
+    try:
+        page.goto("/codes/gpai-code/working")
+        expect(status).to_have_attribute("data-state", "saved", timeout=15_000)
+        context.set_offline(True)
+        expect(status).to_have_attribute("data-state", "offline", timeout=15_000)
+        assert axe_violations(page, axe_source) == []
+    finally:
+        context.set_offline(False)
+        page.close()
+
+
+def test_the_session_warning_is_announced_extends_by_keyboard_and_says_when_the_session_ended(
+    contexts: Any, axe_source: str
+):
+    page = contexts("stakeholder").new_page()
+    dialog = page.locator("#session-timeout")
+    try:
+        page.clock.install()
+        page.goto("/codes/gpai-code/v2")
+        idle_minutes = int(dialog.get_attribute("data-idle-left")) // 60  # the demo server's limit: 120
+        expect(dialog).to_be_hidden()
+        page.locator("#header-q").focus()
+
+        page.clock.fast_forward((idle_minutes - 4) * 60_000)
+
+        expect(dialog).to_be_visible()
+        expect(page.get_by_role("dialog", name="Your session is ending")).to_be_visible()
+        expect(page.locator("#session-timeout-text")).to_have_text(re.compile(r"logged out in [45] minutes\."))
+        expect(page.get_by_role("button", name="Stay logged in")).to_be_focused()
+        expect(page.get_by_role("link", name="Log in again")).to_be_hidden()
+        assert axe_violations(page, axe_source) == []
+        with page.expect_response("**/session/extend") as extended:
+            page.keyboard.press("Enter")
+        assert extended.value.status == 200
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#header-q")).to_be_focused()  # back where the person was
+
+        page.clock.fast_forward((idle_minutes - 3) * 60_000)
+        expect(dialog).to_be_visible()
+        with page.expect_response("**/session/extend"):
+            page.keyboard.press("Escape")  # as on GOV.UK's warning: closing it means "stay"
+        expect(dialog).to_be_hidden()
+
+        page.clock.fast_forward((idle_minutes + 1) * 60_000)
+        expect(page.locator("#session-timeout-text")).to_have_text(re.compile(r"^You have been logged out\."))
+        expect(page.get_by_role("link", name="Log in again")).to_be_visible()
+        expect(page.get_by_role("button", name="Stay logged in")).to_be_hidden()
         assert axe_violations(page, axe_source) == []
     finally:
         page.close()

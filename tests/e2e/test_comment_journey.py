@@ -460,3 +460,44 @@ def test_comment_pages_have_no_console_errors_or_csp_violations(
         visit(chair, path)
     open_version(chair)
     assert_clean(page_log(chair))
+
+
+def test_a_busy_server_and_a_lost_connection_are_explained_and_the_comment_is_sent_once(
+    logged_in_page: Callable[[str], Any], page_log: Callable[[Any], PageLog]
+) -> None:
+    """Near a deadline the server may answer 503 (too many at once) or the connection may drop: the page
+    says so in the reader's words, retries with the same idempotency key, and one comment is stored."""
+    page = logged_in_page("stakeholder")
+    open_version(page)
+    attempts: list[str] = []
+
+    def flaky(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        attempts.append(route.request.post_data or "")
+        if len(attempts) == 1:
+            route.abort("internetdisconnected")
+        elif len(attempts) == 2:
+            route.fulfill(status=503, headers={"Retry-After": "1"}, body="busy")
+        else:
+            route.continue_()
+
+    page.route(f"**{VERSION}/comments", flaky)
+    form = page.locator("form#comment-form")
+    page.locator("details#comment-composer summary").click()
+    word = token("retry")
+    form.get_by_label(BODY_LABEL).fill(f"Sent through a bad connection. {word}")
+    status = page.locator("#draft-status")
+    form.get_by_role("button", name="Send comment").click()
+
+    expect(status).to_have_text(re.compile(r"^No connection to the server; your comment is sent as soon as"))
+    expect(status).to_have_text(re.compile(r"^Many comments are arriving; yours is sent again in 1 s\."))
+    comment_id = sent_comment_id(page)
+    assert len(attempts) == 3
+    keys = {re.search(r'name="idempotency_key"\r\n\r\n([^\r]+)', body).group(1) for body in attempts}
+    assert len(keys) == 1, "the retries must carry the first attempt's idempotency key"
+    expect(page.locator(f"#comment-{comment_id}")).to_contain_text(word)
+    listed = page.request.get("/api/v1/codes/gpai-code/versions/2/comments").json()
+    assert sum(word in str(item) for item in listed["comments"]) == 1
+    assert [e for e in page_log(page).problems() if "ERR_INTERNET_DISCONNECTED" not in e and "503" not in e] == []

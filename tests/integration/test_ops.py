@@ -401,6 +401,35 @@ def test_a_session_ends_after_its_idle_or_absolute_limit(app, client, make_user,
         assert "_user_id" not in state
 
 
+def test_pages_say_how_long_the_session_has_and_extending_restarts_the_idle_limit(app, client, make_user, login):
+    app.config["SESSION_IDLE_TIMEOUT"] = sessions.dt.timedelta(minutes=30)
+    app.config["SESSION_ABSOLUTE_TIMEOUT"] = sessions.dt.timedelta(hours=8)
+    assert 'id="session-timeout"' not in client.get("/").get_data(as_text=True)  # nothing to time out
+    login(make_user())
+    with client.session_transaction() as state:
+        state[sessions.SEEN_AT] = int(time.time()) - 28 * 60
+        state[sessions.LOGIN_AT] = int(time.time()) - 3 * 3600
+
+    extended = client.post("/session/extend")
+
+    assert extended.status_code == 200
+    left = extended.get_json()
+    assert 30 * 60 - 5 <= left["idle"] <= 30 * 60
+    assert 5 * 3600 - 5 <= left["absolute"] <= 5 * 3600
+    page = client.get("/").get_data(as_text=True)
+    idle = int(re.search(r'data-idle-left="(\d+)"', page).group(1))
+    absolute = int(re.search(r'data-absolute-left="(\d+)"', page).group(1))
+    assert 30 * 60 - 5 <= idle <= 30 * 60
+    assert 5 * 3600 - 5 <= absolute <= 5 * 3600
+    assert 'action="/session/extend"' in page
+    with client.session_transaction() as state:
+        state[sessions.SEEN_AT] = int(time.time()) - 31 * 60
+    too_late = client.post("/session/extend")
+    assert too_late.status_code == 401
+    assert too_late.get_json() == {"error": "Your session has ended. Log in again to go on."}
+    assert not _logged_in(client)
+
+
 def test_production_cookies_are_secure_and_hsts_is_sent_behind_a_tls_proxy(clean_env, database_url, tmp_path):
     clean_env.setenv("ACCORD_ENV", "production")
     clean_env.setenv("SECRET_KEY", LONG_SECRET)

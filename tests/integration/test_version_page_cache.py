@@ -22,6 +22,7 @@ from app.comments.views import comment_form_for
 from app.db import db, utcnow
 from app.drafting import service as drafting
 from app.drafting.models import Code, Version
+from app.drafting.rendering import localise_permalinks, render_markdown
 from app.drafting.texts import DOCUMENT_SLOT, TOC_SLOT, VersionTextCache, build_version_text, version_texts
 
 HOUR = dt.timedelta(hours=1)
@@ -312,3 +313,24 @@ def test_dates_are_formatted_in_each_readers_language_and_time_zone(app):
             assert when(None) == ""
             seen[locale] = when(moment, "d MMMM y")
     assert seen == {"en": "1 October 2026", "sv": "1 oktober 2026"}
+
+
+def test_permalinks_are_labelled_in_the_readers_language_from_the_same_stored_text(app, make_code):
+    make_code(versions=1, published=1)
+    swedish = app.test_client().get("/codes/test-code/v1", headers={"Accept-Language": "sv"}).get_data(as_text=True)
+    english = app.test_client().get("/codes/test-code/v1", headers={"Accept-Language": "en"}).get_data(as_text=True)
+
+    assert 'href="#c-1" aria-label="Permalänk: Transparency"' in swedish
+    assert "Permalink" not in swedish
+    assert 'href="#c-1" aria-label="Permalink: Transparency"' in english
+    assert "Permalänk" not in english
+
+
+def test_relabelling_permalinks_escapes_the_label_and_touches_nothing_else():
+    rendered = render_markdown("# Code\n\n## Scope {#s}\n\nA Permalink: in the text stays.").html
+
+    relabelled = localise_permalinks(rendered, 'Länk "hit"')
+
+    assert 'aria-label="Länk &quot;hit&quot;: Scope"' in relabelled
+    assert "A Permalink: in the text stays." in relabelled
+    assert localise_permalinks(rendered, "Permalink") is rendered
