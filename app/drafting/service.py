@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, defer, joinedload, selectinload
@@ -403,3 +404,32 @@ def compare_versions(session: Session, viewer: object, code: Code, old_number: i
     old = get_version(session, viewer, code, old_number)
     new = get_version(session, viewer, code, new_number)
     return Comparison(old, new, diff_clauses(stored_clauses(old), stored_clauses(new)))
+
+
+# --- open data -------------------------------------------------------------------------------------------
+
+
+def version_rows(viewer: object, code: Code) -> list[dict[str, Any]]:
+    """The versions of a code the viewer may see, oldest first, as rows for a CSV or JSON export."""
+    return [
+        {
+            "code": code.slug, "version": version.number, "label": version.label,
+            "change_summary": version.change_summary or "",
+            "created_at": version.created_at.isoformat(),
+            "published_at": version.published_at.isoformat() if version.published_at else "",
+            "words": version.word_count, "content_sha256": version.content_sha256,
+        }
+        for version in visible_versions(viewer, code)
+    ]  # fmt: skip
+
+
+def clause_rows(version: Version) -> list[dict[str, Any]]:
+    """A version's clauses in document order, with their Markdown and its SHA-256, for an export."""
+    return [
+        {
+            "code": version.code.slug, "version": version.number, "position": clause.ordinal,
+            "key": clause.key, "level": clause.level, "heading": clause.heading,
+            "content_sha256": clause.content_sha256, "text": clause.markdown,
+        }
+        for clause in sorted(version.clauses, key=lambda c: c.ordinal)
+    ]  # fmt: skip

@@ -22,6 +22,7 @@ from app.drafting.models import Code
 from app.drafting.rendering import localise_permalinks, render_cached
 from app.drafting.texts import DOCUMENT_SLOT, TOC_SLOT
 from app.errors import DomainError, NotFound, ValidationFailed
+from app.exports import csv_response
 from app.policy import Action, can
 
 bp = Blueprint("drafting", __name__)
@@ -185,6 +186,33 @@ def version(slug: str, number: int) -> Response:
         comment_form=comment_form_for(version, page.text.clauses) if may_comment else None,
     )
     return Response(page.text.fill(rendered), mimetype="text/html")
+
+
+@bp.get("/codes/<slug>/versions.<any(csv, json):fmt>")
+def versions_export(slug: str, fmt: str) -> Response:
+    """Every version of the code the reader may see (unpublished ones only for its working group)."""
+    code = _code_in(db.session, slug)
+    rows = service.version_rows(current_user, code)
+    if fmt == "json":
+        return jsonify({"code": code.slug, "versions": rows})
+    return csv_response(rows, f"{code.slug}-versions.csv", columns=VERSION_COLUMNS)
+
+
+@bp.get("/codes/<slug>/v<int:number>/clauses.<any(csv, json):fmt>")
+def clauses_export(slug: str, number: int, fmt: str) -> Response:
+    """A version's clauses, one row each, with the Markdown text a comment or a diff refers to."""
+    code = _code_in(db.session, slug)
+    version = service.get_version(db.session, current_user, code, number)
+    rows = service.clause_rows(version)
+    if fmt == "json":
+        return jsonify({"code": code.slug, "version": number, "clauses": rows})
+    return csv_response(rows, f"{code.slug}-v{number}-clauses.csv", columns=CLAUSE_COLUMNS)
+
+
+VERSION_COLUMNS = (
+    "code", "version", "label", "change_summary", "created_at", "published_at", "words", "content_sha256",
+)  # fmt: skip
+CLAUSE_COLUMNS = ("code", "version", "position", "key", "level", "heading", "content_sha256", "text")
 
 
 @bp.get("/codes/<slug>/v<int:number>.md")

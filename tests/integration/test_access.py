@@ -35,6 +35,8 @@ TABLE = [
     ("GET",  "/codes/test-code/v{n}",                          UNPUB, 404,   404,   200,   200,   200,   200,   200),
     ("GET",  "/codes/test-code/v{n}.md",                       PUB,   200,   200,   200,   200,   200,   200,   200),
     ("GET",  "/codes/test-code/v{n}.md",                       UNPUB, 404,   404,   200,   200,   200,   200,   200),
+    ("GET",  "/codes/test-code/v{n}/clauses.csv",              PUB,   200,   200,   200,   200,   200,   200,   200),
+    ("GET",  "/codes/test-code/v{n}/clauses.json",             UNPUB, 404,   404,   200,   200,   200,   200,   200),
     # from=1&to=1 asks for a version compared with itself: refused for everyone alike.
     ("GET",  "/codes/test-code/compare?from=1&to={n}",         PUB,   422,   422,   422,   422,   422,   422,   422),
     ("GET",  "/codes/test-code/compare?from=1&to={n}",         UNPUB, 404,   404,   200,   200,   200,   200,   200),

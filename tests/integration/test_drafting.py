@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import html
+import io
 import re
 import xml.etree.ElementTree as ET
 
@@ -252,6 +255,34 @@ def test_atom_feed_lists_only_published_versions_and_is_valid_xml(client, make_u
     assert [e.findtext(f"{ATOM}title") for e in entries] == ["v1: Draft 1"]
     assert entries[0].find(f"{ATOM}link").get("href") == "http://accord.test/codes/test-code/v1"
     assert entries[0].findtext(f"{ATOM}published")
+
+
+def test_versions_and_clauses_export_as_csv_and_json_within_the_visibility_rules(
+    app, client, make_user, make_code, group, login
+):
+    make_code(versions=2, published=1)
+    public = app.test_client()
+
+    listed = list(csv.DictReader(io.StringIO(public.get("/codes/test-code/versions.csv").get_data(as_text=True))))
+    login(make_user(Role.MEMBER, group))
+    inside = client.get("/codes/test-code/versions.json").get_json()
+
+    assert [(row["version"], row["label"], row["published_at"] != "") for row in listed] == [("1", "Draft 1", True)]
+    assert list(listed[0]) == [
+        "code", "version", "label", "change_summary", "created_at", "published_at", "words", "content_sha256",
+    ]  # fmt: skip
+    assert [(v["version"], v["published_at"] == "") for v in inside["versions"]] == [(1, False), (2, True)]
+    clauses = public.get("/codes/test-code/v1/clauses.csv")
+    assert clauses.headers["Content-Disposition"] == 'attachment; filename="test-code-v1-clauses.csv"'
+    rows = list(csv.DictReader(io.StringIO(clauses.get_data(as_text=True))))
+    as_json = public.get("/codes/test-code/v1/clauses.json").get_json()["clauses"]
+    assert [r["key"] for r in rows] == [c["key"] for c in as_json] == ["title", "c-1", "c-2"]
+    assert [int(r["position"]) for r in rows] == sorted(int(r["position"]) for r in rows)
+    assert rows[1]["heading"] == "Transparency"
+    assert "Providers shall document models." in rows[1]["text"]
+    assert rows[1]["content_sha256"] == hashlib.sha256(rows[1]["text"].encode()).hexdigest()
+    assert public.get("/codes/test-code/v2/clauses.csv").status_code == 404
+    assert public.get("/codes/test-code/v1/clauses.xml").status_code == 404
 
 
 # --- headers and language ------------------------------------------------------------------------
