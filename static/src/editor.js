@@ -25,6 +25,24 @@ function headingAbove(state) {
   return "";
 }
 
+const HEADING = /^#{1,6}\s+(.*?)\s*(\{#[a-z][a-z0-9-]*\})?\s*$/;
+// Say that someone edited a clause at most this often for the same person and clause: a screen reader
+// should hear that Anna is working on clause 2.1, not every word she types.
+const ACTIVITY_EVERY_MS = 1000;
+const ACTIVITY_REPEAT_MS = 30000;
+
+function headingBefore(source, position) {
+  let end = Math.min(position, source.length);
+  for (;;) {
+    const start = source.lastIndexOf("\n", end - 1) + 1;
+    const stop = source.indexOf("\n", start);
+    const match = HEADING.exec(source.slice(start, stop === -1 ? undefined : stop));
+    if (match) return match[1];
+    if (start === 0) return "";
+    end = start - 1;
+  }
+}
+
 function toBytes(data) {
   return data instanceof Uint8Array ? data : new Uint8Array(data);
 }
@@ -38,6 +56,7 @@ export function startEditor(root) {
   const presenceList = document.getElementById("collab-presence");
   const preview = document.getElementById("collab-preview");
   const outline = document.getElementById("collab-outline");
+  const activity = document.getElementById("collab-activity");
   const labels = JSON.parse(document.getElementById("collab-labels").textContent);
 
   const doc = new Y.Doc();
@@ -205,6 +224,42 @@ export function startEditor(root) {
   text.observe(() => {
     clearTimeout(previewTimer);
     previewTimer = setTimeout(refreshPreview, PREVIEW_AFTER_MS);
+  });
+
+  // "Anna edited Measure 1.1": where others' edits land, named by who is in that clause (from presence).
+  let editedAt = [];
+  let activityTimer = null;
+  const lastSaid = new Map();
+  function announceEdits() {
+    activityTimer = null;
+    const source = text.toString();
+    const clauses = new Set(editedAt.map((position) => headingBefore(source, position)));
+    editedAt = [];
+    const now = Date.now();
+    for (const clause of clauses) {
+      const names = new Set();
+      for (const [client, state] of awareness.getStates()) {
+        if (client !== doc.clientID && state.user && state.clause === clause) names.add(state.user.name);
+      }
+      const who = names.size ? [...names].join(", ") : labels.someone;
+      const key = `${who}\n${clause}`;
+      if (now - (lastSaid.get(key) || 0) < ACTIVITY_REPEAT_MS) continue;
+      lastSaid.set(key, now);
+      const template = clause ? labels.edited : labels.editedText;
+      activity.textContent = template.replace("{name}", who).replace("{clause}", clause);
+    }
+  }
+  text.observe((event, transaction) => {
+    if (transaction.local || !joined || !activity) return;
+    let index = 0;
+    for (const op of event.delta) {
+      if (op.retain) index += op.retain;
+      else if (op.insert) {
+        editedAt.push(index);
+        index += op.insert.length;
+      } else if (op.delete) editedAt.push(index);
+    }
+    if (!activityTimer) activityTimer = setTimeout(announceEdits, ACTIVITY_EVERY_MS);
   });
 
   const undoManager = new Y.UndoManager(text);

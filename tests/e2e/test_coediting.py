@@ -7,6 +7,7 @@ editor is bound to.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -320,3 +321,25 @@ def test_editor_is_a_bounded_scrolling_box(logged_in_page: Callable[[str], Any])
     assert overflow in {"auto", "scroll"}, f"the editor's scroller has overflow-y: {overflow}"
     page_height = page.evaluate("() => document.documentElement.scrollHeight")
     assert page_height < 3 * 900, f"the text spills out of the editor: the page is {page_height} px tall"
+
+
+def test_others_hear_who_edited_which_clause_once_not_per_keystroke(editor_and_chair: tuple[Any, Any]) -> None:
+    editor, chair = editor_and_chair
+    word = token("activity")
+    activity = chair.get_by_role("status").filter(has_text="edited")
+
+    move_cursor_to(editor, "## Preamble")
+    editor.keyboard.press("End")
+    editor.keyboard.press("Enter")
+    editor.keyboard.type(f"{word} ")
+    wait_for_text(chair, contains=(word,))
+
+    # Earlier tests on the shared server typed on the heading line itself, so it may say more after "Preamble".
+    expect(chair.locator("#collab-activity")).to_have_text(re.compile(rf"^{NAMES['editor']} edited Preamble\b"))
+    expect(activity).to_have_count(1)
+    expect(editor.locator("#collab-activity")).to_have_text("")  # one's own edits are not announced
+    said = chair.locator("#collab-activity").inner_text()
+    editor.keyboard.type("and more words in the same clause")
+    wait_for_text(chair, contains=("and more words in the same clause",))
+    time.sleep(1.5)
+    assert chair.locator("#collab-activity").inner_text() == said
