@@ -213,3 +213,29 @@ def test_the_session_warning_is_announced_extends_by_keyboard_and_says_when_the_
         assert axe_violations(page, axe_source) == []
     finally:
         page.close()
+
+
+def test_a_new_rounds_empty_dashboard_and_a_filled_position_form_have_no_violations(contexts: Any, axe_source: str):
+    chair = contexts("chair").new_page()
+    member = contexts("member").new_page()
+    try:
+        # Empty: a round that has not opened yet, with no positions (on the Swedish code, apart from the rest).
+        chair.goto("/codes/uppforandekod-ai/v2/rounds/new")
+        chair.get_by_role("textbox", name="Title").fill("Accessibility check: a round with no positions yet")
+        chair.get_by_label("Opens (UTC)").fill("2031-01-01T09:00")
+        chair.get_by_label("Closes (UTC)").fill("2031-01-31T17:00")
+        chair.get_by_role("button", name=re.compile("Save|Create|Open")).click()
+        chair.wait_for_url(re.compile(r"/rounds/\d+$"))
+        assert axe_violations(chair, axe_source) == []
+
+        # Filled: positions recorded, the form shows them again.
+        member.goto("/rounds/2/positions")
+        support = member.locator("fieldset.position").nth(0).get_by_role("radio", name="Support", exact=True)
+        support.check()
+        member.get_by_role("button", name="Record my positions").click()
+        expect(member.locator(".flash-success")).to_be_visible()
+        expect(support).to_be_checked()
+        assert axe_violations(member, axe_source) == []
+    finally:
+        chair.close()
+        member.close()
