@@ -7,6 +7,7 @@ import hashlib
 import secrets
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import force_locale
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -238,14 +239,21 @@ def create_invitation(
     session.add(invitation)
     session.flush()
     # The link goes to the outbox for a mail adapter to send (which should then clear the payload).
+    # Stored in English; the mail is worded in the recipient's language when it is sent (app/mail/sender.py).
+    with force_locale("en"):
+        subject = f"Invitation to join {group.name} as {role.label}"
+        body = f"{actor.display_name} invites you to join {group.name} as {role.label}."
     queue_message(
         session,
         kind="invitation",
         recipient=address,
-        subject=f"Invitation to join {group.name} as {role.label}",
-        body=f"{actor.display_name} invites you to join {group.name} as {role.label}.",
-        payload={"invitation_id": invitation.id, "token": token, "group": group.slug, "role": role.value},
-    )
+        subject=subject,
+        body=body,
+        payload={
+            "invitation_id": invitation.id, "token": token, "group": group.slug, "role": role.value,
+            "group_name": group.name, "inviter": actor.display_name,
+        },
+    )  # fmt: skip
     record_event(session, actor, "invitation.created", "invitation", invitation.id, group=group.slug, role=role.value)
     return invitation, token
 

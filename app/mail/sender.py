@@ -26,6 +26,7 @@ from flask_babel import gettext as _
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.accounts.models import Role
 from app.accounts.service import find_user_by_email
 from app.db import db, utcnow
 from app.mail.service import address_opted_out, kind_of
@@ -319,17 +320,33 @@ def compose(session: Session, message: OutboxMessage, settings: MailSettings) ->
 
 
 def _subject(message: OutboxMessage) -> str:
-    params = (message.payload or {}).get("params")
-    if params and message.kind.startswith("notification."):
-        return notice_text(message.kind.removeprefix("notification."), params, message.subject)
+    payload = message.payload or {}
+    if payload.get("params") and message.kind.startswith("notification."):
+        return notice_text(message.kind.removeprefix("notification."), payload["params"], message.subject)
+    if message.kind == "invitation" and (words := _invitation(payload)) is not None:
+        return words[0]
     return message.subject
+
+
+def _invitation(payload: dict[str, Any]) -> tuple[str, str] | None:
+    """An invitation's subject and first line in the current language; None for one queued without the facts."""
+    try:
+        # Lower case inside a sentence ("as observer", "som observatör"), as English and Swedish write it.
+        group, inviter, role = payload["group_name"], payload["inviter"], Role(payload["role"]).label.lower()
+    except (KeyError, ValueError):
+        return None
+    return (
+        _("Invitation to join %(group)s as %(role)s", group=group, role=role),
+        _("%(name)s invites you to join %(group)s as %(role)s.", name=inviter, group=group, role=role),
+    )
 
 
 def _body_lines(message: OutboxMessage, base: str, subject: str) -> list[str]:
     payload = message.payload or {}
     if message.kind == "invitation" and payload.get("token"):
+        words = _invitation(payload)
         return [
-            message.body,
+            words[1] if words is not None else message.body,
             "",
             _("Accept the invitation here (the link works once and expires after 14 days):"),
             f"{base}/invitations/{payload['token']}",

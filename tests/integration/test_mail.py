@@ -169,6 +169,27 @@ def test_invitation_mail_carries_the_link_and_the_token_leaves_the_database(
     assert row.status == MessageStatus.SENT
 
 
+def test_an_invitation_is_worded_in_the_language_of_an_existing_account_and_in_english_otherwise(
+    app, session, make_user, group, settings, smtp
+):
+    handler, _port = smtp
+    chair = make_user(Role.CHAIR, group)
+    known = make_user(email="known@example.org")
+    known.locale = "sv"
+    accounts.create_invitation(session, chair, group, Role.OBSERVER, "known@example.org")
+    accounts.create_invitation(session, chair, group, Role.OBSERVER, "stranger@example.org")
+    session.commit()
+
+    assert send_due(settings).sent == 2
+
+    mails = {message["To"]: message for message in handler.received}
+    swedish, english = mails["known@example.org"], mails["stranger@example.org"]
+    assert swedish["Subject"] == f"Inbjudan att gå med i {group.name} som observatör"
+    assert f"{chair.display_name} bjuder in dig att gå med i {group.name} som observatör." in text_of(swedish)
+    assert english["Subject"] == f"Invitation to join {group.name} as observer"
+    assert f"{chair.display_name} invites you to join {group.name} as observer." in text_of(english)
+
+
 def test_mail_is_written_in_the_recipients_language(app, session, make_user, settings, smtp):
     handler, _port = smtp
     user = make_user()
