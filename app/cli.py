@@ -69,7 +69,9 @@ def register_cli(app: Flask) -> None:
             with click.progressbar(folders, label="Reading code folders", file=sys.stderr) as bar:
                 for folder in bar:
                     specs.append(read_folder(folder))
-            report = in_transaction(lambda s: load_codes(s, specs))
+            total = sum(len(spec.versions) for spec in specs)
+            with click.progressbar(length=max(total, 1), label="Loading versions", file=sys.stderr) as bar:
+                report = in_transaction(lambda s: load_codes(s, specs, progress=bar.update))
         except DomainError as error:
             raise click.ClickException(error.message) from error
         click.echo(

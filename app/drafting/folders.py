@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,12 @@ class LoadReport:
     unchanged: int = 0
 
 
-def load_codes(session: Session, specs: list[CodeSpec]) -> LoadReport:
+def load_codes(
+    session: Session, specs: list[CodeSpec], *, progress: Callable[[int], None] | None = None
+) -> LoadReport:
     """Create what is missing from the given codes; running it twice changes nothing.
+
+    `progress(n)` is told each time n more versions are handled (rendering a long version takes a while).
 
     Published versions are appended to the publication log in order of their dates, across codes.
 
@@ -164,6 +169,8 @@ def load_codes(session: Session, specs: list[CodeSpec]) -> LoadReport:
                 report.unchanged += 1
             if version_spec.published and not version.is_published:
                 to_publish.append((version_spec.created_at, version))
+            if progress is not None:
+                progress(1)
     for when, version in sorted(to_publish, key=lambda item: (item[0], item[1].number)):
         service.publish_version(session, None, version, at=when)
         report.versions_published += 1

@@ -59,6 +59,7 @@ def test_loading_the_demo_drafts_creates_two_codes_and_five_versions_and_a_secon
 
     assert result.exit_code == 0, result.output
     assert "2 code(s) and 5 version(s) created, 4 published" in result.stdout
+    assert "Loading versions" in result.stderr  # progress, on stderr so that the summary can be piped
     counts = row_counts(session)
     assert counts["codes"] == 2
     assert counts["versions"] == 5
