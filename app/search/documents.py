@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.comments.models import Comment, Visibility
 from app.drafting.clauses import split_clauses
 from app.drafting.models import Code, Version
+from app.search.plain import clause_text, html_text, markdown_text
 
 PUBLIC = "public"
 
@@ -51,8 +52,10 @@ def _clause_documents(
     date: dt.datetime,
     page: str,
 ) -> Iterator[SearchDocument]:
-    """One document per (key, heading, markdown) clause of a text shown at `page`."""
+    """One document per (key, heading, markdown) clause of a text shown at `page`, indexed as read: the
+    rendered text of the clause, without its heading, which is the title."""
     for key, heading, markdown in clauses:
+        title, content = clause_text(markdown)
         yield SearchDocument(
             id=f"{source}:{key}",
             source=source,
@@ -61,8 +64,8 @@ def _clause_documents(
             code_title=code.title,
             version=version,
             clause=key,
-            title=heading or code.title,
-            content=markdown,
+            title=title or heading or code.title,
+            content=content,
             language=code.language,
             audience=audience,
             date=date,
@@ -102,7 +105,9 @@ def comment_documents(comment: Comment) -> Iterator[SearchDocument]:
         return
     code, version = comment.code, comment.version
     public = comment.visibility == Visibility.PUBLIC and version.is_published
-    parts = [comment.quote, comment.body, comment.proposed_text or ""]
+    # As read on the comment's page: the body as rendered, the quote and the proposed wording as text.
+    body = html_text(comment.body_html) if comment.body_html else markdown_text(comment.body)
+    parts = [markdown_text(comment.quote or ""), body, markdown_text(comment.proposed_text or "")]
     yield SearchDocument(
         id=f"comment:{comment.id}",
         source=f"comment:{comment.id}",

@@ -17,7 +17,7 @@ from whoosh import query as wq
 
 from app.errors import lazy_gettext as _l
 from app.search.documents import SearchDocument
-from app.search.models import SearchDocumentRow
+from app.search.models import SearchDocumentRow, SearchMatchRow
 from app.search.query import FACETS, Hit, QueryError, SearchRequest, SearchResults, parse
 
 CONFIGS = {"en": "english", "sv": "swedish", "de": "german", "fr": "french", "es": "spanish", "it": "italian",
@@ -27,6 +27,24 @@ START, STOP = "\x02", "\x03"
 # PostgreSQL's parser reads `<meta content="noai">` as a tag and skips its words; a \x01 after each '<' stops
 # it (the same replacement as the tsv column's, see the migration 63fd578a99f4), and is removed again.
 TAG_BREAK = "\x01"
+# A document's words (its `search_matches.tsv`): stemmed in its language's configuration, with positions (for
+# phrases and the rank), and every word as written, positions stripped (for prefixes: the stem of "mitigate"
+# is "mitig", so 'mitigat':* must meet the word as written).
+_LANGUAGE_CONFIG = (
+    "CASE language "
+    + " ".join(f"WHEN '{key}' THEN '{cfg}'::regconfig" for key, cfg in CONFIGS.items())
+    + f" ELSE '{OTHER}'::regconfig END"
+)
+_TEXT = "replace(coalesce(title, '') || ' ' || coalesce(content, ''), '<', '<' || chr(1))"
+VECTOR = f"to_tsvector({_LANGUAGE_CONFIG}, {_TEXT}) || strip(to_tsvector('simple', {_TEXT}))"
+# The languages of the indexed documents, one probe of the index on `language` per language.
+_PRESENT_LANGUAGES = (
+    "WITH RECURSIVE present(language) AS ("
+    " (SELECT language FROM search_matches ORDER BY language LIMIT 1)"
+    " UNION ALL SELECT (SELECT m.language FROM search_matches m WHERE m.language > present.language"
+    " ORDER BY m.language LIMIT 1) FROM present WHERE present.language IS NOT NULL)"
+)
+MATCH_COLUMNS = "id, language, audience, kind, code, version, clause, category, comment_type, disposition, date"
 HEADLINE_OPTIONS = (
     f'StartSel={START}, StopSel={STOP}, MaxFragments=2, MaxWords=40, MinWords=12, FragmentDelimiter=" … "'
 )
@@ -100,16 +118,32 @@ class PostgresBackend:
 
     def replace_sources(self, documents: dict[str, list[SearchDocument]]) -> None:
         rows = [self._row(doc) for docs in documents.values() for doc in docs]
+        sources = list(documents)
         with self.engine.begin() as connection:
             # The indexer must never wait for ever: a migration holding the table (while the indexer's own
             # session holds rows the migration waits for) would hang both. Give up; the queue keeps the change.
             connection.execute(text("SET LOCAL lock_timeout = '10s'"))
-            connection.execute(delete(SearchDocumentRow).where(SearchDocumentRow.source.in_(list(documents))))
+            connection.execute(
+                text(
+                    "DELETE FROM search_matches WHERE id IN"
+                    " (SELECT id FROM search_documents WHERE source = ANY(:sources))"
+                ),
+                {"sources": sources},
+            )
+            connection.execute(delete(SearchDocumentRow).where(SearchDocumentRow.source.in_(sources)))
             if rows:
                 connection.execute(insert(SearchDocumentRow), rows)
+                connection.execute(
+                    text(
+                        f"INSERT INTO search_matches ({MATCH_COLUMNS}, tsv)"  # noqa: S608 - constants only
+                        f" SELECT {MATCH_COLUMNS}, {VECTOR} FROM search_documents WHERE source = ANY(:sources)"
+                    ),
+                    {"sources": sources},
+                )
 
     def clear(self) -> None:
         with self.engine.begin() as connection:
+            connection.execute(delete(SearchMatchRow))
             connection.execute(delete(SearchDocumentRow))
 
     def finish_rebuild(self) -> None:
@@ -120,6 +154,7 @@ class PostgresBackend:
         """
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE search_documents"))
+            connection.execute(text("VACUUM ANALYZE search_matches"))
 
     @staticmethod
     def _row(doc: SearchDocument) -> dict[str, Any]:
@@ -131,93 +166,113 @@ class PostgresBackend:
         }  # fmt: skip
 
     @staticmethod
-    def _tsqueries(connection: Connection, tree: wq.Query) -> tuple[dict[str, str], dict[str, str]]:
-        """Return each language's tsquery (as text, to match with) and the one ts_headline marks words with.
+    def _tsqueries(connection: Connection, tree: wq.Query) -> tuple[dict[str, str], dict[str, str], set[str]]:
+        """Return each language's tsquery (as text, to match with), the one ts_headline marks words with, and
+        the languages of the indexed documents.
 
         They are worked out in a statement of their own so that the search itself gets them as constants:
         the planner can then estimate them and use the GIN index, and languages whose tsqueries are the same
-        are matched in one index scan.
+        are matched in one index scan. The languages are read from the index on `search_matches.language`,
+        one step per language (a few index probes).
         """
         params: dict[str, str] = {}
         match = to_tsquery_sql(tree, params)
         headline = to_tsquery_sql(tree, params, prefixes_as_written=False)
         keys = [*CONFIGS, ""]
-        rows = connection.execute(
-            text(
-                f"SELECT key, ({match})::text, ({headline})::text FROM unnest(CAST(:keys AS text[]),"  # noqa: S608 - compiled from the query tree with bound values
-                " CAST(:configs AS regconfig[])) AS languages(key, cfg)"
-            ),
-            {**params, "keys": keys, "configs": [*CONFIGS.values(), OTHER]},
-        ).all()
-        return {key: m for key, m, _ in rows}, {key: h for key, _, h in rows}
-
-    def _where(self, request: SearchRequest, groups: dict[str, list[str]], params: dict[str, Any]) -> str:
-        """The match (one tsquery per group of languages that share it) and the filters, as an SQL condition."""
-        matches = []
-        for number, (tsquery, keys) in enumerate(groups.items()):
-            params[f"m{number}"] = tsquery
-            matches.append(f"({_languages(keys)} AND tsv @@ CAST(:m{number} AS tsquery))")
-        clauses = ["(" + " OR ".join(matches) + ")"]
-        if request.audiences is not None:
-            clauses.append("audience = ANY(:audiences)")
-            params["audiences"] = list(request.audiences)
-        for name in ("code", "clause", "kind", "category", "comment_type", "disposition", "version"):
-            value = getattr(request, name)
-            if value is not None and value != "":
-                clauses.append(f"{name} = :{name}")
-                params[name] = value
-        if request.date_from:
-            clauses.append("date >= :date_from")
-            params["date_from"] = request.date_from
-        if request.date_to:
-            clauses.append("date <= :date_to")
-            params["date_to"] = request.date_to
-        return " AND ".join(clauses)
+        sql = (
+            f"{_PRESENT_LANGUAGES} SELECT key, ({match})::text, ({headline})::text,"  # noqa: S608 - compiled from the query tree with bound values
+            " (SELECT array_agg(language) FROM present WHERE language IS NOT NULL),"
+            # No JIT compilation: it costs tens of milliseconds and a search has no expression worth it.
+            " set_config('jit', 'off', true)"
+            " FROM unnest(CAST(:keys AS text[]), CAST(:configs AS regconfig[])) AS languages(key, cfg)"
+        )
+        rows = connection.execute(text(sql), {**params, "keys": keys, "configs": [*CONFIGS.values(), OTHER]}).all()
+        present = set(rows[0][3] or []) if rows else set()
+        return {key: m for key, m, _, _, _ in rows}, {key: h for key, _, h, _, _ in rows}, present
 
     def search(self, request: SearchRequest) -> SearchResults:
         tree = parse(request.text)
         with self.engine.connect() as connection:
             try:
-                matches, headlines = self._tsqueries(connection, tree)
+                matches, headlines, present = self._tsqueries(connection, tree)
             except DBAPIError as error:
                 if "tsquery" in str(error).lower():
                     raise QueryError(UNREADABLE) from error
                 raise
-            groups: dict[str, list[str]] = {}
-            for key, tsquery in matches.items():
-                if tsquery:  # an empty tsquery (stop words only, in this language) matches nothing
-                    groups.setdefault(tsquery, []).append(key)
+            groups = _groups(matches, present)
             if not groups:
                 return SearchResults(0, [], {name: {} for name in FACETS}, request.page, request.per_page)
             params: dict[str, Any] = {"limit": request.per_page, "offset": (request.page - 1) * request.per_page}
-            where = self._where(request, groups, params)
-            rank_query = _by_group([(keys, f":m{n}") for n, keys in enumerate(groups.values())])
+            filters = _filters(request, params)
+            for number, tsquery in enumerate(groups):
+                params[f"m{number}"] = tsquery
             for key, tsquery in headlines.items():
                 params[f"h_{key or 'other'}"] = tsquery
             headline_query = _by_language({key: f":h_{key or 'other'}" for key in headlines})
             config = _by_language({key: f"'{cfg}'" for key, cfg in CONFIGS.items()} | {"": f"'{OTHER}'"}, "regconfig")
-            rows = connection.execute(text(_search_sql(where, rank_query, headline_query, config)), params).all()
+            sql = _search_sql(_matched(groups, present, filters, ranked=True),
+                              _matched(groups, present, filters, ranked=False), headline_query, config)  # fmt: skip
+            rows = connection.execute(text(sql), params).all()
         return _results(rows, request)
 
     def close(self) -> None:
         return None
 
 
-def _languages(keys: list[str]) -> str:
-    """An SQL condition for documents in these languages ("" stands for every language without a configuration)."""
-    if "" not in keys:
-        return f"language IN ({', '.join(repr(key) for key in keys)})"
-    excluded = [key for key in CONFIGS if key not in keys]
-    return f"language NOT IN ({', '.join(repr(key) for key in excluded)})" if excluded else "TRUE"
+def _groups(matches: dict[str, str], present: set[str]) -> dict[str, list[str]]:
+    """Group the languages of the indexed documents by their tsquery ("" stands for languages without a
+    configuration of their own). A language whose tsquery is empty (stop words only) matches nothing."""
+    groups: dict[str, list[str]] = {}
+    for language in sorted(present):
+        tsquery = matches.get(language if language in CONFIGS else "")
+        if tsquery:
+            groups.setdefault(tsquery, []).append(language)
+    return groups
 
 
-def _by_group(groups: list[tuple[list[str], str]]) -> str:
-    """The tsquery of the row's group of languages (one CASE branch per group, none for a single group: the
-    rank is computed for every matched row)."""
-    if len(groups) == 1:
-        return f"CAST({groups[0][1]} AS tsquery)"
-    cases = " ".join(f"WHEN {_languages(keys)} THEN CAST({value} AS tsquery)" for keys, value in groups)
-    return f"CASE {cases} END"
+def _filters(request: SearchRequest, params: dict[str, Any]) -> list[str]:
+    """The request's filters (the audiences first: the viewer's visibility) as SQL conditions."""
+    clauses = []
+    if request.audiences is not None:
+        clauses.append("audience = ANY(:audiences)")
+        params["audiences"] = list(request.audiences)
+    for name in ("code", "clause", "kind", "category", "comment_type", "disposition", "version"):
+        value = getattr(request, name)
+        if value is not None and value != "":
+            clauses.append(f"{name} = :{name}")
+            params[name] = value
+    if request.date_from:
+        clauses.append("date >= :date_from")
+        params["date_from"] = request.date_from
+    if request.date_to:
+        clauses.append("date <= :date_to")
+        params["date_to"] = request.date_to
+    return clauses
+
+
+def _matched(groups: dict[str, list[str]], present: set[str], filters: list[str], *, ranked: bool) -> str:
+    """The matching rows: one SELECT per group of languages that share a tsquery, each with its tsquery as a
+    constant (an index condition only, never checked again row by row, and the rank's argument).
+
+    The language is a condition only when several groups split the documents' languages. Ranked by ts_rank
+    (term frequency, as whoosh's BM25): ts_rank_cd's cover density cost two to three times as much per row,
+    and a common word ranks every one of 30,000 matching rows.
+    """
+    facets = ", ".join(FACETS)
+    selects = []
+    for number, languages in enumerate(groups.values()):
+        conditions = [f"tsv @@ CAST(:m{number} AS tsquery)"]
+        if set(languages) != present:
+            conditions.append(f"language IN ({', '.join(_quoted(language) for language in languages)})")
+        rank = f", ts_rank(tsv, CAST(:m{number} AS tsquery)) AS rank" if ranked else ""
+        selects.append(
+            f"SELECT id, date, {facets}{rank} FROM search_matches WHERE {' AND '.join(conditions + filters)}"  # noqa: S608 - constants and bound values
+        )
+    return " UNION ALL ".join(selects)
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _by_language(values: dict[str, str], cast: str = "tsquery") -> str:
@@ -227,50 +282,46 @@ def _by_language(values: dict[str, str], cast: str = "tsquery") -> str:
     return f"CASE language {cases} ELSE CAST({default} AS {cast}) END" if default else f"CASE language {cases} END"
 
 
-def _search_sql(where: str, rank_query: str, headline_query: str, config: str) -> str:
-    """One statement for the page, the total and the facets, so the match is evaluated once.
+def _search_sql(ranked: str, matched: str, headline_query: str, config: str) -> str:
+    """One statement for the page (with its snippets) and the counts per combination of facet values.
 
-    Before, the page, the count and five GROUP BYs each matched again: seven sequential scans of the table for
-    a common word (about 870 ms at 100k documents, against about 60 ms this way).
+    The page ranks the matches and keeps the top (a top-N sort, no materialised set of every match); the
+    counts group the matches by all five facets at once (one small hash table; a few hundred groups at most
+    in practice), and `_results` adds them up into the total and each facet. Both read `search_matches`
+    only; the page's rows alone are read from `search_documents`, for their text.
     """
     facets = ", ".join(FACETS)
     return f"""
-        WITH matched AS MATERIALIZED (
-            SELECT id, date, {facets}, ts_rank_cd(tsv, {rank_query}) AS rank
-            FROM search_documents WHERE {where}
-        ), page AS (
-            SELECT id, rank FROM matched ORDER BY rank DESC, date DESC, id LIMIT :limit OFFSET :offset
+        WITH page AS (
+            SELECT id, rank FROM ({ranked}) AS matched ORDER BY rank DESC, date DESC, id LIMIT :limit OFFSET :offset
         )
         SELECT 0 AS part, page.rank, d.id, d.kind, d.code, d.code_title, d.version, d.clause, d.title, d.url,
                d.date, d.category, d.comment_type, d.disposition,
                ts_headline({config}, replace(d.content, '<', '<' || chr(1)), {headline_query},
                            '{HEADLINE_OPTIONS}') AS snippet,
-               NULL::bigint AS count, NULL::integer AS grouping
+               NULL::bigint AS count
         FROM page JOIN search_documents d ON d.id = page.id  -- `language` below is d's: page has none
         UNION ALL
         SELECT 1, NULL, NULL, kind, code, NULL, NULL, NULL, NULL, NULL, NULL, category, comment_type, disposition,
-               NULL, count(*), GROUPING({facets})
-        FROM matched GROUP BY GROUPING SETS ((), {", ".join(f"({name})" for name in FACETS)})
+               NULL, count(*)
+        FROM ({matched}) AS matched GROUP BY {facets}
     """  # noqa: S608 - only constants and SQL compiled from constants are formatted in; values are bound
 
 
 def _results(rows: list[Any], request: SearchRequest) -> SearchResults:
-    """Split the rows of `_search_sql` into the page of hits, the total and the facet counts."""
-    everything = (1 << len(FACETS)) - 1
+    """Split the rows of `_search_sql` into the page of hits, and add up the total and the facet counts."""
     total = 0
     facets: dict[str, dict[str, int]] = {name: {} for name in FACETS}
     page = []
     for row in rows:
         if row.part == 0:
             page.append(row)
-        elif row.grouping == everything:
-            total = row.count
-        else:
-            # GROUPING() sets a bit for each column not grouped by, the first column's bit the highest.
-            name = FACETS[len(FACETS) - (everything ^ row.grouping).bit_length()]
+            continue
+        total += row.count
+        for name in FACETS:
             value = getattr(row, name)
             if value:
-                facets[name][str(value)] = row.count
+                facets[name][str(value)] = facets[name].get(str(value), 0) + row.count
     page.sort(key=lambda row: (-row.rank, -row.date.timestamp(), row.id))
     hits = [
         Hit(

@@ -38,6 +38,11 @@ OTHER_CONTENT = "content_other"
 # Every word as written, in every document, for prefixes: "mitigat*" must find "mitigate" and "mitigations",
 # whose English stem is "mitig". No stop list, like PostgreSQL's 'simple' words that serve the same purpose.
 WORDS = "content_words"
+# What the indexed text is, written next to the index: an index without this mark (or with another) was built
+# from other text — before 2026-12-07, from the clauses' Markdown — and is set aside to be rebuilt, like an
+# index of another schema. Change it whenever the documents' text changes while the schema stays the same.
+TEXT_FORMAT = "rendered-text-1"
+FORMAT_FILE = "accord-text-format"
 
 
 def _schema() -> Schema:
@@ -311,19 +316,35 @@ class WhooshBackend:
         self._column_values: dict[tuple[str | None, str], list[Any]] = {}
 
     def _open(self) -> index.Index:
-        """Open the index, or start an empty one when there is none or it was built with another schema.
+        """Open the index, or start an empty one when there is none or it was built with another schema or text.
 
         An index from an older schema (say, one without the `content_words` field) would fail or answer
-        wrongly; an empty one makes `Indexer.start_serving` queue a full rebuild from the database.
+        wrongly, and one built from the clauses' Markdown would show Markdown in its snippets; an empty one
+        makes `Indexer.start_serving` queue a full rebuild from the database (`flask search reindex` rebuilds
+        it at once).
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         if index.exists_in(str(self.directory)):
             existing = index.open_dir(str(self.directory))
-            if _same_schema(existing.schema, _schema()):
+            if not _same_schema(existing.schema, _schema()):
+                log.warning("The search index in %s has an older schema; starting a new one.", self.directory)
+            elif self._text_format() != TEXT_FORMAT:
+                log.warning("The search index in %s holds text of an older format; starting a new one.", self.directory)
+            else:
                 return existing
-            log.warning("The search index in %s has an older schema; starting a new one to rebuild.", self.directory)
             existing.close()
-        return index.create_in(str(self.directory), _schema())
+        return self._create()
+
+    def _text_format(self) -> str | None:
+        try:
+            return (self.directory / FORMAT_FILE).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+
+    def _create(self) -> index.Index:
+        created = index.create_in(str(self.directory), _schema())
+        (self.directory / FORMAT_FILE).write_text(TEXT_FORMAT + "\n", encoding="utf-8")
+        return created
 
     @property
     def is_empty(self) -> bool:
@@ -359,7 +380,7 @@ class WhooshBackend:
     def clear(self) -> None:
         with self._lock:
             self._searcher.close()
-            self._index = index.create_in(str(self.directory), _schema())
+            self._index = self._create()
             self._searcher = self._index.searcher()
             self._allowed, self._column_values = {}, {}
 
