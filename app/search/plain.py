@@ -35,6 +35,7 @@ class _Text(HTMLParser):
         self.heading: list[str] | None = None
         self.headings: list[str] = []
         self._skipping: list[str] = []  # the open tags whose content is skipped
+        self._pre = 0  # inside <pre>, lines stay lines; elsewhere a line break within a block is a space
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         classes = set((dict(attrs).get("class") or "").split())
@@ -44,6 +45,8 @@ class _Text(HTMLParser):
             return
         if tag in _HEADINGS:
             self.heading = []
+        if tag == "pre":
+            self._pre += 1
         if tag in _BLOCKS:
             self.parts.append("\n")
         elif tag in _CELLS:
@@ -59,6 +62,8 @@ class _Text(HTMLParser):
         if tag in _HEADINGS and self.heading is not None:
             self.headings.append(_clean("".join(self.heading)))
             self.heading = None
+        if tag == "pre" and self._pre:
+            self._pre -= 1
         if tag in _BLOCKS:
             self.parts.append("\n")
         elif tag in _CELLS:
@@ -66,7 +71,7 @@ class _Text(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:
-            self._text(data)
+            self._text(data if self._pre else data.replace("\n", " "))
 
     def _text(self, data: str) -> None:
         self.parts.append(data)
