@@ -14,7 +14,7 @@ and indexed through the real queue and indexer.
 
 Comments are generated, not written as rows: each is a `SearchDocument` like the ones
 `app.search.documents.comment_documents` makes, bulk-indexed with `backend_for(app).replace_sources()` in
-batches of 1,000. Their text is made of sentences of the clause they comment on and of other clauses of
+batches of 10,000 (`--batch`). Their text is made of sentences of the clause they comment on and of other clauses of
 the same code (English for gpai-code, Swedish for uppforandekod-ai), with comment openers, light word
 substitutions and, in one comment of twenty, a unique token. Stakeholder categories, comment types,
 dispositions and dates vary with realistic weights; 15 % are group-only, and comments on the unpublished
@@ -31,7 +31,8 @@ Each size is indexed on top of the previous one (10k, then 90k more for 100k). T
   `indexer.start()`), a real comment is submitted with `submit_comment` and committed, and `search()` is
   polled until it finds the comment's unique word (10 comments by default).
 
-Figures are wall-clock, in milliseconds: median (p50), p95 (nearest rank) and maximum. Targets: whoosh
+Figures are wall-clock, in milliseconds: median (p50), p95 (nearest rank) and maximum, each with the 1-minute
+load average when it was taken (compare figures taken at a similar load). Targets: whoosh
 p95 ≤ 50 ms at 10k and ≤ 250 ms at 100k; PostgreSQL p95 ≤ 100 ms at 100k; searchable within 1 s.
 """
 
@@ -445,6 +446,9 @@ class Row:
     max: float | None
     target: str
     result: str
+    # The 1-minute load average when the measure ended: figures taken under load (other jobs on the two
+    # cores) are slower, so each figure carries it.
+    load: float = field(default_factory=lambda: os.getloadavg()[0])
 
 
 @dataclass
@@ -536,7 +540,8 @@ def run_sizes(app: Flask, backend: str, sizes: list[int], args: argparse.Namespa
             )
             for query, elapsed in zip(queries, timing.values_ms, strict=True):
                 report.slowest.append((elapsed, f"{backend} {size:,} {label}", f"{query.text} {dict(query.filters)}"))
-            print(f"[{backend}] {size:,} {label}: p50 {timing.p50:.1f} ms, p95 {timing.p95:.1f} ms", flush=True)
+            print(f"[{backend}] {size:,} {label}: p50 {timing.p50:.1f} ms, p95 {timing.p95:.1f} ms "
+                  f"(load {os.getloadavg()[0]:.2f})", flush=True)  # fmt: skip
 
         delays = searchable_delays(app, args.live, rng)
         worst = max(delays)
@@ -561,9 +566,9 @@ def fmt(value: float | None) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    header = ["backend", "docs", "measure", "p50 ms", "p95 ms", "max ms", "target", "result"]
-    cells = [[r.backend, f"{r.size:,}", r.measure, fmt(r.p50), fmt(r.p95), fmt(r.max), r.target, r.result]
-             for r in rows]  # fmt: skip
+    header = ["backend", "docs", "measure", "p50 ms", "p95 ms", "max ms", "target", "result", "load"]
+    cells = [[r.backend, f"{r.size:,}", r.measure, fmt(r.p50), fmt(r.p95), fmt(r.max), r.target, r.result,
+              f"{r.load:.2f}"] for r in rows]  # fmt: skip
     widths = [max(len(str(c)) for c in column) for column in zip(header, *cells, strict=True)]
 
     def line(values: list[str]) -> str:
