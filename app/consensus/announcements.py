@@ -10,13 +10,14 @@ once, or (when the transaction fails) not at all and again on the next run.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import click
 from flask import Flask
 from sqlalchemy import func, select, union, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from app.accounts.models import User
 from app.comments.models import Comment
@@ -26,65 +27,89 @@ from app.notices import notify
 from app.periodic import PeriodicWorker
 from app.policy import Action, can, may_respond, may_see_results
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class AnnouncementReport:
     opened: int = 0
     closed: int = 0
     notified: int = 0
+    failed: int = 0  # rounds whose announcement failed this time; they are tried again on the next run
+
+
+@dataclass(frozen=True)
+class _Boundary:
+    kind: str  # the notification's kind
+    at: InstrumentedAttribute[dt.datetime]  # when the round passes it
+    announced: InstrumentedAttribute[dt.datetime | None]  # when it was announced
+
+
+OPENING = _Boundary("round_opened", Round.opens_at, Round.opening_announced_at)
+CLOSING = _Boundary("round_closed", Round.closes_at, Round.closing_announced_at)
 
 
 def announce_due_rounds(session: Session, now: dt.datetime | None = None) -> AnnouncementReport:
-    """Announce every round that has opened or closed since the last run, committing each on its own."""
+    """Announce every round that has opened or closed since the last run, committing each on its own.
+
+    A round whose announcement fails is logged and left for the next run; the others go ahead.
+    """
     now = now or utcnow()
     report = AnnouncementReport()
-    due_openings = select(Round.id).where(Round.opening_announced_at.is_(None), Round.opens_at <= now)
-    for round_id in session.scalars(due_openings.order_by(Round.id)).all():
-        if _claim(session, round_id, Round.opening_announced_at, now):
-            report.opened += 1
-            report.notified += _announce_opening(session, session.get_one(Round, round_id), now)
-        session.commit()
-    due_closings = select(Round.id).where(Round.closing_announced_at.is_(None), Round.closes_at <= now)
-    for round_id in session.scalars(due_closings.order_by(Round.id)).all():
-        if _claim(session, round_id, Round.closing_announced_at, now):
-            report.closed += 1
-            report.notified += _announce_closing(session, session.get_one(Round, round_id), now)
-        session.commit()
+    for boundary in (OPENING, CLOSING):
+        due = select(Round.id).where(boundary.announced.is_(None), boundary.at <= now).order_by(Round.id)
+        for round_id in session.scalars(due).all():
+            try:
+                sent = _announce(session, session.get_one(Round, round_id), boundary, now)
+                session.commit()
+            except Exception:
+                session.rollback()
+                log.exception("announcing round %s failed; the next run tries again", round_id)
+                report.failed += 1
+                continue
+            if sent is not None:
+                report.opened += boundary is OPENING
+                report.closed += boundary is CLOSING
+                report.notified += sent
     return report
 
 
-def _claim(session: Session, round_id: int, column: object, now: dt.datetime) -> bool:
-    """Mark the boundary announced unless another process did first; True when this transaction owns it."""
+def _announce(session: Session, round_: Round, boundary: _Boundary, now: dt.datetime) -> int | None:
+    """Tell the round's people it passed `boundary`; None when there was nothing to tell or another did.
+
+    The recipients are worked out before the claim: on SQLite the claim takes the database's write lock,
+    which comment intake waits for, so the transaction holds it only while it writes.
+    """
+    if boundary is OPENING and round_.has_closed(now):
+        recipients: list[User] = []  # made after the fact, or the job did not run for the whole round
+    elif boundary is OPENING:
+        recipients = [
+            user for user in _people(session, round_, with_past_participants=True)
+            if may_respond(user, round_) and can(user, Action.VIEW_VERSION, round_.version)
+        ]  # fmt: skip
+    else:
+        recipients = [
+            user for user in _people(session, round_, with_past_participants=False)
+            if may_see_results(user, round_, now)
+        ]  # fmt: skip
+    facts = _facts(round_)
+    if boundary is OPENING:
+        facts["closes_at"] = round_.closes_at.isoformat()
+        url = f"/rounds/{round_.id}/positions"
+    else:
+        facts["positions"] = session.scalar(select(func.count(Position.id)).where(Position.round_id == round_.id))
+        url = f"/rounds/{round_.id}"
     claimed = session.execute(
         update(Round)
-        .where(Round.id == round_id, column.is_(None))  # type: ignore[attr-defined]
-        .values({column: now})
+        .where(Round.id == round_.id, boundary.announced.is_(None))
+        .values({boundary.announced: now})
         .execution_options(synchronize_session=False)
     )
-    return bool(claimed.rowcount)  # type: ignore[attr-defined]
-
-
-def _announce_opening(session: Session, round_: Round, now: dt.datetime) -> int:
-    if round_.has_closed(now):
-        return 0  # created after the fact, or the job did not run for the whole round: closing says it all
-    facts = _facts(round_) | {"closes_at": round_.closes_at.isoformat()}
-    sent = 0
-    for user in _people(session, round_, with_past_participants=True):
-        if may_respond(user, round_) and can(user, Action.VIEW_VERSION, round_.version):
-            notify(session, user, "round_opened", None, f"/rounds/{round_.id}/positions", params=facts)
-            sent += 1
-    return sent
-
-
-def _announce_closing(session: Session, round_: Round, now: dt.datetime) -> int:
-    positions = session.scalar(select(func.count(Position.id)).where(Position.round_id == round_.id)) or 0
-    facts = _facts(round_) | {"positions": positions}
-    sent = 0
-    for user in _people(session, round_, with_past_participants=False):
-        if may_see_results(user, round_, now):
-            notify(session, user, "round_closed", None, f"/rounds/{round_.id}", params=facts)
-            sent += 1
-    return sent
+    if not claimed.rowcount:  # type: ignore[attr-defined]
+        return None
+    for user in recipients:
+        notify(session, user, boundary.kind, None, url, params=facts)
+    return None if boundary is OPENING and round_.has_closed(now) else len(recipients)
 
 
 def _facts(round_: Round) -> dict[str, object]:
@@ -108,7 +133,12 @@ def _people(session: Session, round_: Round, *, with_past_participants: bool) ->
             select(Comment.author_id).where(Comment.code_id == round_.code_id),
         ]
     ids = union(*sources).subquery()
-    people = select(User).where(User.id.in_(select(ids.c[0])), User.deleted_at.is_(None)).order_by(User.id)
+    people = (
+        select(User)
+        .where(User.id.in_(select(ids.c[0])), User.deleted_at.is_(None))
+        .options(selectinload(User.memberships))  # what `can` reads for each person
+        .order_by(User.id)
+    )
     return session.scalars(people).all()
 
 

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, session
+from flask import Blueprint, Flask, current_app, jsonify, request, session
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user, user_logged_in
 from werkzeug.wrappers import Response
@@ -60,6 +60,18 @@ def session_time_left() -> dict[str, int]:
 
 
 bp = Blueprint("sessions", __name__)
+
+
+@bp.get("/session/status")
+def status() -> tuple[Response, int] | Response:
+    """How long the session has left, without counting this question as activity.
+
+    Another tab, or the co-editor's preview, may have kept the session alive since this page was loaded;
+    the time-out warning asks here before it warns.
+    """
+    if not current_user.is_authenticated:
+        return jsonify(error=_("Your session has ended. Log in again to go on.")), 401
+    return jsonify(session_time_left())
 
 
 @bp.post("/session/extend")
@@ -122,5 +134,5 @@ def init_app(app: Flask) -> None:
             for key in (LOGIN_AT, SEEN_AT):
                 session.pop(key, None)
             return
-        if now - int(session.get(SEEN_AT, 0)) >= SEEN_PRECISION_SECONDS:
+        if request.endpoint != "sessions.status" and now - int(session.get(SEEN_AT, 0)) >= SEEN_PRECISION_SECONDS:
             session[SEEN_AT] = now

@@ -72,7 +72,7 @@ async function sendWithRetries(form) {
       const response = await fetch(form.action, { method: "POST", body: new FormData(form), redirect: "follow" });
       if (response.status === 503) {
         const wait = Number(response.headers.get("Retry-After") || 2);
-        status.textContent = form.dataset.busyLabel.replace("{seconds}", wait);
+        status.textContent = form.dataset.busyLabel.replace("{seconds}", () => wait);
         await new Promise((resolve) => setTimeout(resolve, wait * 1000));
         continue;
       }

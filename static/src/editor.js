@@ -246,7 +246,9 @@ export function startEditor(root) {
       if (now - (lastSaid.get(key) || 0) < ACTIVITY_REPEAT_MS) continue;
       lastSaid.set(key, now);
       const template = clause ? labels.edited : labels.editedText;
-      activity.textContent = template.replace("{name}", who).replace("{clause}", clause);
+      // One pass with a function: a name holding "$&" or "{clause}" is text, not a pattern.
+      const values = { name: who, clause };
+      activity.textContent = template.replace(/\{(name|clause)\}/g, (whole, key) => values[key]);
     }
   }
   text.observe((event, transaction) => {

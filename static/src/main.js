@@ -18,7 +18,14 @@ for (const form of document.querySelectorAll("form[action$='/logout']")) {
 
 // Warn before the login session ends (WCAG 2.2.1, timing adjustable): a dialog some minutes before the idle
 // or the absolute limit, "Stay logged in" restarts the idle limit, and the dialog says when it has ended.
+// Every request counts as activity (another tab, the co-editor's preview), so before warning the page asks
+// the server how long is really left, without that question counting as activity.
 const WARN_SECONDS = 5 * 60;
+const ASK_AGAIN_MS = 30 * 1000;
+
+function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+}
 
 function setUpSessionTimeout(dialog) {
   const text = document.getElementById("session-timeout-text");
@@ -27,12 +34,17 @@ function setUpSessionTimeout(dialog) {
   const words = new Intl.RelativeTimeFormat(document.documentElement.lang, { numeric: "auto" });
   const deadline = (seconds) => (seconds === "" || seconds === undefined ? null : Date.now() + Number(seconds) * 1000);
   let idleEnds = deadline(dialog.dataset.idleLeft);
-  const absoluteEnds = deadline(dialog.dataset.absoluteLeft);
-  let dismissedAbsolute = false;
+  let absoluteEnds = deadline(dialog.dataset.absoluteLeft);
+  let ended = false;
+  let dismissed = null; // the message the person closed ("absolute", "ended"): not shown again
+  let askedAt = 0;
+  let asking = false;
   let returnFocus = null;
+  let shownState = null;
 
-  function show() {
-    if (dialog.open) return;
+  function show(state) {
+    if (dialog.open || dismissed === state) return;
+    shownState = state;
     returnFocus = document.activeElement;
     dialog.showModal();
   }
@@ -43,32 +55,57 @@ function setUpSessionTimeout(dialog) {
   }
   // Whole minutes only: the text is a status message, and a screen reader should not hear it every second.
   const inWords = (ms) => words.format(Math.max(1, Math.ceil(ms / 60000)), "minute");
-  function say(message, { canExtend, ended }) {
+  function say(message, { canExtend }) {
     if (text.textContent !== message) text.textContent = message;
     extend.hidden = !canExtend;
-    close.hidden = canExtend || ended;
+    close.hidden = canExtend;
     login.hidden = !ended;
   }
-  function tick() {
+  function learn(left) {
+    idleEnds = deadline(left.idle);
+    absoluteEnds = deadline(left.absolute);
+  }
+  async function ask() {
+    asking = true;
+    try {
+      const response = await fetch(dialog.dataset.statusUrl, { headers: { Accept: "application/json" } });
+      if (response.status === 401) ended = true;
+      else if (response.ok) learn(await response.json());
+    } catch {
+      // Offline: go by the times known so far.
+    } finally {
+      askedAt = Date.now();
+      asking = false;
+    }
+    render();
+  }
+  function render() {
     const now = Date.now();
+    if (ended) {
+      say(dialog.dataset.endedMessage, { canExtend: false });
+      show("ended");
+      return;
+    }
     const ends = [idleEnds, absoluteEnds].filter((t) => t !== null);
     if (!ends.length) return;
     const first = Math.min(...ends);
-    if (first <= now) {
-      say(dialog.dataset.endedMessage, { canExtend: false, ended: true });
-      show();
-      return;
-    }
     if (first - now > WARN_SECONDS * 1000) {
-      if (!login.hidden) return;
+      dismissed = null;
       hide();
       return;
     }
+    if (!asking && now - askedAt > ASK_AGAIN_MS) {
+      ask(); // renders again with what the server says
+      return;
+    }
+    if (first <= now) {
+      if (!asking) ask();
+      return;
+    }
     const byAbsolute = absoluteEnds !== null && first === absoluteEnds;
-    if (byAbsolute && dismissedAbsolute) return;
     const template = byAbsolute ? dialog.dataset.absoluteMessage : dialog.dataset.idleMessage;
-    say(template.replace("{when}", inWords(first - now)), { canExtend: !byAbsolute, ended: false });
-    show();
+    say(fill(template, { when: inWords(first - now) }), { canExtend: !byAbsolute });
+    show(byAbsolute ? "absolute" : "idle");
   }
 
   form.addEventListener("submit", async (event) => {
@@ -76,32 +113,37 @@ function setUpSessionTimeout(dialog) {
     extend.disabled = true;
     try {
       const response = await fetch(form.action, { method: "POST", body: new FormData(form) });
-      if (response.ok) {
-        const left = await response.json();
-        idleEnds = deadline(left.idle);
+      if (response.status === 401) ended = true;
+      else if (response.ok) {
+        learn(await response.json());
+        askedAt = Date.now();
         hide();
-      } else {
-        idleEnds = Date.now();
       }
+      // Anything else (a refused token, an overloaded server): the dialog stays, and the button works again.
     } catch {
       // Offline: the dialog stays, and the next try may reach the server.
     } finally {
       extend.disabled = false;
-      tick();
+      render();
     }
   });
   close.addEventListener("click", () => {
-    dismissedAbsolute = true;
+    dismissed = shownState;
     hide();
   });
-  // Escape closes a modal dialog: for the idle warning that means "stay", as on GOV.UK's time-out warning.
+  // Escape closes a modal dialog: for the idle warning that means "stay", as on GOV.UK's time-out warning;
+  // otherwise it closes the dialog, so that nothing on the page is out of reach (say, text to copy).
   dialog.addEventListener("cancel", (event) => {
     event.preventDefault();
     if (!extend.hidden) form.requestSubmit();
-    else if (!close.hidden) close.click();
+    else close.click();
   });
-  tick();
-  setInterval(tick, 1000);
+  // Back to this tab: what the server knows may have changed meanwhile.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") ask();
+  });
+  render();
+  setInterval(render, 1000);
 }
 
 const sessionTimeout = document.getElementById("session-timeout");

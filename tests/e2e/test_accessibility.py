@@ -177,17 +177,37 @@ def test_the_editor_offline_has_no_violations(contexts: Any, axe_source: str):
 def test_the_session_warning_is_announced_extends_by_keyboard_and_says_when_the_session_ended(
     contexts: Any, axe_source: str
 ):
+    """The page's clock is fast-forwarded; what the server says of the session (/session/status) is given by
+    the test, since the server's own clock cannot be: its answer is what the page must believe."""
     page = contexts("stakeholder").new_page()
     dialog = page.locator("#session-timeout")
+    server_says: dict[str, Any] = {"status": 200, "left": {"idle": 7000, "absolute": 40_000}}
+    asked: list[str] = []
+
+    def status(route: Any) -> None:
+        asked.append(route.request.method)
+        route.fulfill(status=server_says["status"], json=server_says["left"])
+
     try:
         page.clock.install()
+        page.route("**/session/status", status)
         page.goto("/codes/gpai-code/v2")
         idle_minutes = int(dialog.get_attribute("data-idle-left")) // 60  # the demo server's limit: 120
         expect(dialog).to_be_hidden()
         page.locator("#header-q").focus()
 
+        # Another tab kept the session alive: the page asks before warning, and stays quiet.
         page.clock.fast_forward((idle_minutes - 4) * 60_000)
+        for _ in range(50):
+            if asked:
+                break
+            page.wait_for_timeout(100)
+        assert asked, "the page never asked the server how long the session has left"
+        expect(dialog).to_be_hidden()
 
+        # Four minutes really left: the warning, announced, with the focus on "Stay logged in".
+        server_says["left"] = {"idle": 240, "absolute": 40_000}
+        page.clock.fast_forward((7000 - 250) * 1000)  # near the end the server gave
         expect(dialog).to_be_visible()
         expect(page.get_by_role("dialog", name="Your session is ending")).to_be_visible()
         expect(page.locator("#session-timeout-text")).to_have_text(re.compile(r"logged out in [45] minutes\."))
@@ -206,11 +226,15 @@ def test_the_session_warning_is_announced_extends_by_keyboard_and_says_when_the_
             page.keyboard.press("Escape")  # as on GOV.UK's warning: closing it means "stay"
         expect(dialog).to_be_hidden()
 
+        # The session did end (the server says so): the dialog says it, offers to log in, and can be closed.
+        server_says.update(status=401, left={"error": "Your session has ended."})
         page.clock.fast_forward((idle_minutes + 1) * 60_000)
         expect(page.locator("#session-timeout-text")).to_have_text(re.compile(r"^You have been logged out\."))
         expect(page.get_by_role("link", name="Log in again")).to_be_visible()
         expect(page.get_by_role("button", name="Stay logged in")).to_be_hidden()
         assert axe_violations(page, axe_source) == []
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()  # nothing on the page stays out of reach, say text to copy
     finally:
         page.close()
 

@@ -16,7 +16,7 @@ from app.accounts.models import MailKind, Role, StakeholderCategory
 from app.audit.models import AuditEvent
 from app.comments import service as comments
 from app.comments.models import Notification
-from app.consensus import service
+from app.consensus import announcements, service
 from app.consensus.announcements import announce_due_rounds
 from app.consensus.models import Forum, ForumKind, Position, PositionRevision, Round
 from app.consensus.tally import Answer, Level, Thresholds, tally
@@ -554,11 +554,47 @@ def test_a_round_made_after_it_closed_is_announced_as_closed_only(session, world
 
     report = announce_due_rounds(session, now)
 
-    assert (report.opened, report.closed, report.notified) == (1, 1, 1)
+    assert (report.opened, report.closed, report.notified) == (0, 1, 1)
     assert [n.kind for n in session.scalars(select(Notification).where(Notification.user_id == world.member.id))] == [
         "round_closed"
     ]
     assert session.get(Round, round_.id).opening_announced_at is not None
+
+
+def test_a_round_that_cannot_be_announced_does_not_hold_up_the_others(session, world, monkeypatch):
+    broken = open_round(session, world, title="Broken")
+    fine = open_round(session, world, title="Fine")
+    real = announcements._facts
+
+    def failing(round_):
+        if round_.id == broken.id:
+            raise RuntimeError("simulated failure")
+        return real(round_)
+
+    monkeypatch.setattr(announcements, "_facts", failing)
+    report = announce_due_rounds(session)
+
+    assert (report.opened, report.failed) == (1, 1)
+    assert [n.url for n in notices(session, world.member, "round_opened")] == [f"/rounds/{fine.id}/positions"]
+    assert session.get(Round, broken.id).opening_announced_at is None  # left for the next run
+    monkeypatch.setattr(announcements, "_facts", real)
+    assert announce_due_rounds(session).opened == 1
+    assert len(notices(session, world.member, "round_opened")) == 2
+
+
+def test_members_who_may_not_see_the_version_are_not_told(session, world, make_user):
+    outsider_member = make_user()
+    service.add_member(session, world.chair, world.plenary, outsider_member)
+    unpublished = world.code.versions[2]  # v3: cut, not published
+    assert not unpublished.is_published
+    round_ = open_round(session, world, version=unpublished)
+
+    announce_due_rounds(session)
+    announce_due_rounds(session, round_.closes_at)
+
+    assert [n.kind for n in notices(session, world.member, "round_opened")] == ["round_opened"]
+    assert notices(session, outsider_member, "round_opened") == []
+    assert notices(session, outsider_member, "round_closed") == []
 
 
 def test_processes_announcing_at_once_tell_each_person_once(app, session, world, make_user):

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SAWarning
 from app.accounts import service as accounts
 from app.accounts.models import MailKind, Role, User
 from app.comments import service as comments
+from app.comments.models import Notification
 from app.comments.service import notify
 from app.config import ConfigError, load_config
 from app.db import utcnow
@@ -333,6 +334,36 @@ def test_a_kind_the_person_turned_off_is_not_mailed(app, session, make_user, set
     skipped = next(row for row in queued(session) if row.status == MessageStatus.SKIPPED)
     assert skipped.kind == "notification.reply"
     assert "chose not to receive reply" in (skipped.last_error or "")
+
+
+def test_round_notices_follow_the_round_choice_and_its_unsubscribe_link(
+    app, client, session, make_user, settings, smtp
+):
+    handler, _port = smtp
+    user = make_user()
+    facts = {"round": "R", "forum": "F", "code": "C", "version": "v1", "closes_at": utcnow().isoformat()}
+    notify(session, user, "round_opened", None, "/rounds/1/positions", params=facts)
+    session.commit()
+    send_due(settings)
+    [mail] = handler.received
+    tokens = {
+        read_token(link.rsplit("/", 1)[1]).kind: link for link in links_in(text_of(mail)) if "/unsubscribe/" in link
+    }
+    assert set(tokens) == {MailKind.ROUND.value, ALL}
+    one_kind = tokens[MailKind.ROUND.value]
+
+    assert client.post(one_kind.removeprefix("http://127.0.0.1:5000"), data={"scope": "kind"}).status_code == 200
+    notify(session, user, "round_closed", None, "/rounds/1", params=facts | {"positions": 3})
+    session.commit()
+    report = send_due(settings)
+
+    session.expire_all()
+    assert session.get(User, user.id).mail_opt_out == ["round"]
+    assert (report.sent, report.skipped) == (0, 1)
+    assert len(handler.received) == 1
+    assert [n.kind for n in session.scalars(select(Notification).where(Notification.user_id == user.id))] == [
+        "round_opened", "round_closed",
+    ]  # in the app all the same  # fmt: skip
 
 
 def test_the_account_page_saves_mail_choices(app, client, session, make_user, login):

@@ -422,12 +422,43 @@ def test_pages_say_how_long_the_session_has_and_extending_restarts_the_idle_limi
     assert 30 * 60 - 5 <= idle <= 30 * 60
     assert 5 * 3600 - 5 <= absolute <= 5 * 3600
     assert 'action="/session/extend"' in page
+    # Asking how long is left does not count as activity; extending does, even within the minute that
+    # ordinary requests leave the stamp alone.
+    with client.session_transaction() as state:
+        state[sessions.SEEN_AT] = int(time.time()) - 25 * 60
+    asked = client.get("/session/status")
+    assert asked.status_code == 200
+    assert 5 * 60 - 5 <= asked.get_json()["idle"] <= 5 * 60
+    assert 5 * 60 - 5 <= client.get("/session/status").get_json()["idle"] <= 5 * 60
+    with client.session_transaction() as state:
+        state[sessions.SEEN_AT] = int(time.time()) - 30
+    assert client.post("/session/extend").get_json()["idle"] >= 30 * 60 - 1
+    with client.session_transaction() as state:
+        state[sessions.SEEN_AT] = int(time.time()) - 31 * 60
+    assert client.get("/session/status").status_code == 401
+    login(make_user())
     with client.session_transaction() as state:
         state[sessions.SEEN_AT] = int(time.time()) - 31 * 60
     too_late = client.post("/session/extend")
     assert too_late.status_code == 401
     assert too_late.get_json() == {"error": "Your session has ended. Log in again to go on."}
     assert not _logged_in(client)
+
+
+def test_extending_a_session_needs_the_csrf_token(app, client, make_user, login):
+    login(make_user())
+    app.config["WTF_CSRF_ENABLED"] = True
+    try:
+        refused = client.post("/session/extend")
+        page = client.get("/").get_data(as_text=True)
+        form = r'action="/session/extend"[^>]*>\s*<input type="hidden" name="csrf_token" value="([^"]+)"'
+        token = re.search(form, page)
+        accepted = client.post("/session/extend", data={"csrf_token": token.group(1)})
+    finally:
+        app.config["WTF_CSRF_ENABLED"] = False
+
+    assert refused.status_code == 400
+    assert accepted.status_code == 200
 
 
 def test_production_cookies_are_secure_and_hsts_is_sent_behind_a_tls_proxy(clean_env, database_url, tmp_path):
