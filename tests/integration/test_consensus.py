@@ -68,6 +68,32 @@ def position(clause="c-1", stance="support", **extra) -> service.PositionInput:
     return service.PositionInput(clause_key=clause, stance=stance, **extra)
 
 
+def at_once(app, threads: int, work, *, transaction: bool = True) -> None:
+    """Run `work(session)` in `threads` threads released together, each with its own session; fail on any error."""
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                barrier.wait()
+                if transaction:
+                    in_transaction(work)
+                else:
+                    work(db.session)
+            except BaseException as error:
+                errors.append(error)
+            finally:
+                db.session.remove()
+
+    started = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+    assert errors == []
+
+
 def count(session, model, *where) -> int:
     return session.scalar(select(func.count()).select_from(model).where(*where))
 
@@ -221,29 +247,12 @@ def test_one_position_per_organisation_counts_once_whoever_records_it(session, w
 def test_parallel_submissions_of_the_same_position_count_once(app, session, world):
     round_ = open_round(session, world)
     round_id, member_id = round_.id, world.member.id
-    barrier = threading.Barrier(6)
-    errors: list[BaseException] = []
-
-    def submit() -> None:
-        with app.app_context():
-            try:
-                barrier.wait()
-                in_transaction(
-                    lambda s: service.record_position(
-                        s, s.get(type(world.member), member_id), s.get(Round, round_id), position(stance="support")
-                    )
-                )
-            except BaseException as error:
-                errors.append(error)
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=submit) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    at_once(
+        app, 6,
+        lambda s: service.record_position(
+            s, s.get(type(world.member), member_id), s.get(Round, round_id), position(stance="support")
+        ),
+    )  # fmt: skip
     session.expire_all()
     assert count(session, Position) == 1
     assert count(session, PositionRevision) == 1
@@ -602,26 +611,8 @@ def test_processes_announcing_at_once_tell_each_person_once(app, session, world,
         service.add_member(session, world.chair, world.plenary, make_user())
     open_round(session, world)
     open_round(session, world, title="Second")
-    barrier = threading.Barrier(4)
-    errors: list[BaseException] = []
+    at_once(app, 4, announce_due_rounds, transaction=False)
 
-    def announce() -> None:
-        with app.app_context():
-            try:
-                barrier.wait()
-                announce_due_rounds(db.session)
-            except BaseException as error:
-                errors.append(error)
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=announce) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
     assert count(session, Notification) == 8  # 4 members × 2 rounds
     assert count(session, OutboxMessage) == 8
 
