@@ -14,7 +14,7 @@ from app.audit.service import publication_log, verify_publication_log
 from app.comments import service as comments
 from app.comments.intake import intake_slot
 from app.comments.models import Comment
-from app.comments.views import submit
+from app.comments.views import submit_with
 from app.consensus import service as consensus
 from app.consensus.models import Position
 from app.db import db, in_transaction, utcnow
@@ -221,10 +221,10 @@ def _submit_comment(slug: str, number: int) -> tuple[Response, int]:
         visibility=field("visibility", str) or "public",
         parent_id=field("parent_id", int),
     )
-    receipt = submit(slug, number, submission)
-    comment = db.session.get(Comment, receipt.comment_id)
-    body = {"receipt": receipt.as_json(), "comment": _comment_json(comment)}  # type: ignore[arg-type]
-    return jsonify(body), 200 if receipt.replayed else 201
+    receipt, comment_json = submit_with(
+        slug, number, submission, lambda session, receipt: _comment_json(session.get_one(Comment, receipt.comment_id))
+    )
+    return jsonify({"receipt": receipt.as_json(), "comment": comment_json}), 200 if receipt.replayed else 201
 
 
 @bp.get("/api/v1/codes/<slug>/versions/<int:number>/comments")

@@ -8,8 +8,8 @@ import io
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -38,6 +38,7 @@ from app.errors import DomainError, NotFound, Unavailable, ValidationFailed
 from app.policy import Action, require
 
 bp = Blueprint("comments", __name__)
+T = TypeVar("T")
 
 
 def _actor(session: Session) -> User:
@@ -59,9 +60,22 @@ def new_key() -> str:
 
 def submit(slug: str, number: int, submission: service.Submission) -> service.Receipt:
     """Take a submission through admission control and one transaction; shared by the form and the API."""
+    return submit_with(slug, number, submission, lambda session, receipt: None)[0]
+
+
+def submit_with(
+    slug: str, number: int, submission: service.Submission, describe: Callable[[Session, service.Receipt], T]
+) -> tuple[service.Receipt, T]:
+    """`submit`, and `describe(session, receipt)` inside the same transaction: an answer built from the rows
+    just written, instead of reading them all again after the commit."""
+
+    def work(session: Session) -> tuple[service.Receipt, T]:
+        receipt = service.submit_comment(session, _actor(session), _version(session, slug, number), submission)
+        return receipt, describe(session, receipt)
+
     try:
         with intake_slot():
-            return in_transaction(lambda s: service.submit_comment(s, _actor(s), _version(s, slug, number), submission))
+            return in_transaction(work)
     except Unavailable:
         in_transaction(
             lambda s: service.note_refused_attempt(
