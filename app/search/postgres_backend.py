@@ -310,20 +310,30 @@ def _search_sql(ranked: str, matched: str, headline_query: str, config: str) -> 
     """  # noqa: S608 - only constants and SQL compiled from constants are formatted in; values are bound
 
 
+# The columns of `_search_sql`, in order; the counts (a few hundred rows) are read by position, which is
+# several times faster than by name (6.5 ms a search by name for the heaviest queries).
+_COLUMNS = ("part", "rank", "id", "kind", "code", "code_title", "version", "clause", "title", "url", "date",
+            "category", "comment_type", "disposition", "snippet", "count")  # fmt: skip
+_FACET_AT = [(name, _COLUMNS.index(name)) for name in FACETS]
+_PART_AT, _COUNT_AT = _COLUMNS.index("part"), _COLUMNS.index("count")
+
+
 def _results(rows: list[Any], request: SearchRequest) -> SearchResults:
     """Split the rows of `_search_sql` into the page of hits, and add up the total and the facet counts."""
     total = 0
     facets: dict[str, dict[str, int]] = {name: {} for name in FACETS}
     page = []
     for row in rows:
-        if row.part == 0:
+        if row[_PART_AT] == 0:
             page.append(row)
             continue
-        total += row.count
-        for name in FACETS:
-            value = getattr(row, name)
+        count = row[_COUNT_AT]
+        total += count
+        for name, position in _FACET_AT:
+            value = row[position]
             if value:
-                facets[name][str(value)] = facets[name].get(str(value), 0) + row.count
+                counts = facets[name]
+                counts[value] = counts.get(value, 0) + count
     page.sort(key=lambda row: (-row.rank, -row.date.timestamp(), row.id))
     hits = [
         Hit(
