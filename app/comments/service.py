@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from app.accounts.models import User
 from app.audit.service import record_event
@@ -31,7 +31,7 @@ from app.comments.models import (
     Visibility,
 )
 from app.db import after_commit, utcnow
-from app.drafting.models import Code, Version
+from app.drafting.models import Clause, Code, Version
 from app.drafting.rendering import render_fragment
 from app.errors import Conflict, Forbidden, NotFound, Text, ValidationFailed, lazy_join, lazy_number
 from app.errors import lazy_gettext as _l
@@ -205,13 +205,14 @@ def _validate(version: Version, sub: Submission) -> tuple[anchoring.Anchor, Comm
     except ValueError:
         errors["visibility"] = _l("Choose public or working group only.")
         visibility = Visibility.PUBLIC
-    clause = version.clause(sub.clause_key)
+    # From the per-process cache of the version's clause texts, not by loading every clause of the version.
+    clause_markdown = clause_texts(version).get(sub.clause_key)
     anchor = anchoring.Anchor("", "", "", None, None)
-    if clause is None:
+    if clause_markdown is None:
         errors["clause_key"] = _l("This version has no clause with that key.")
     elif sub.start is not None or sub.end is not None:
         try:
-            anchor = anchoring.make_anchor(clause.markdown, int(sub.start or 0), int(sub.end or 0))
+            anchor = anchoring.make_anchor(clause_markdown, int(sub.start or 0), int(sub.end or 0))
         except (ValueError, TypeError):
             errors["start"] = _l("The selected passage is not part of this clause.")
         else:
@@ -219,8 +220,8 @@ def _validate(version: Version, sub: Submission) -> tuple[anchoring.Anchor, Comm
                 errors["quote"] = _l("The quoted text does not match the clause at those positions.")
     elif sub.quote:
         # The page shows rendered text: an exact Markdown match first, then the text as a reader sees it.
-        located = anchoring.locate_quote(clause.markdown, sub.quote) or anchoring.locate_rendered_quote(
-            clause.markdown, sub.quote
+        located = anchoring.locate_quote(clause_markdown, sub.quote) or anchoring.locate_rendered_quote(
+            clause_markdown, sub.quote
         )
         if located is None:
             errors["quote"] = _l("The quoted text was not found once in this clause; select it again.")
@@ -581,7 +582,17 @@ class ReanchorReport:
 
 def clause_texts(version: Version) -> dict[str, str]:
     """Return a version's clauses by key; built once per version and process, since versions never change."""
-    return _clause_texts(version.id, version.content_sha256, lambda: {c.key: c.markdown for c in version.clauses})
+    return _clause_texts(version.id, version.content_sha256, lambda: _load_clause_texts(version))
+
+
+def _load_clause_texts(version: Version) -> dict[str, str]:
+    session = object_session(version)
+    if session is None or "clauses" in version.__dict__:  # detached, or already loaded: use what is there
+        return {c.key: c.markdown for c in version.clauses}
+    rows = session.execute(
+        select(Clause.key, Clause.markdown).where(Clause.version_id == version.id).order_by(Clause.ordinal)
+    )
+    return {key: markdown for key, markdown in rows}
 
 
 _CLAUSE_TEXTS: dict[tuple[int, str], dict[str, str]] = {}

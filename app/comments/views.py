@@ -46,8 +46,7 @@ def _actor(session: Session) -> User:
 
 
 def _version(session: Session, slug: str, number: int) -> Version:
-    code = drafting.get_code(session, current_user, slug)
-    return drafting.get_version(session, current_user, code, number)
+    return drafting.find_version(session, current_user, slug, number)
 
 
 def _comment(session: Session, comment_id: int) -> Comment:

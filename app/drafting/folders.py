@@ -121,9 +121,7 @@ class LoadReport:
     unchanged: int = 0
 
 
-def load_codes(
-    session: Session, specs: list[CodeSpec], *, progress: Callable[[int], None] | None = None
-) -> LoadReport:
+def load_codes(session: Session, specs: list[CodeSpec], *, progress: Callable[[int], None] | None = None) -> LoadReport:
     """Create what is missing from the given codes; running it twice changes nothing.
 
     `progress(n)` is told each time n more versions are handled (rendering a long version takes a while).

@@ -113,14 +113,11 @@ _CLAUSE_HEADINGS = (
 )
 
 
-def get_version_page(
-    session: Session, viewer: object, slug: str, number: int, *, permalink_label: str = PERMALINK_LABEL
-) -> VersionPage:
-    """Return a version of a code for its page, with its text from the per-process cache.
+def find_version(session: Session, viewer: object, slug: str, number: int) -> Version:
+    """Return a version by its code's slug and its number, with the code and its other versions, in one
+    statement and without any text (which pages and services load, or take from a cache, when they need it).
 
-    The same rules as `get_code` and `get_version`: both checks are made on rows loaded in this request,
-    and the cache holds only what never changes (a version's HTML, table of contents and clause headings),
-    never whether it is published.
+    The same checks as `get_code` and `get_version`.
 
     Raises:
         NotFound: when the code or version does not exist or the viewer may not see it.
@@ -133,6 +130,23 @@ def get_version_page(
     if version is None:
         raise NotFound()
     require(viewer, Action.VIEW_VERSION, version)
+    return version
+
+
+def get_version_page(
+    session: Session, viewer: object, slug: str, number: int, *, permalink_label: str = PERMALINK_LABEL
+) -> VersionPage:
+    """Return a version of a code for its page, with its text from the per-process cache.
+
+    The same rules as `get_code` and `get_version`: both checks are made on rows loaded in this request,
+    and the cache holds only what never changes (a version's HTML, table of contents and clause headings),
+    never whether it is published.
+
+    Raises:
+        NotFound: when the code or version does not exist or the viewer may not see it.
+    """
+    version = find_version(session, viewer, slug, number)
+    code = version.code
     key = (version.id, version.content_sha256, code.language, permalink_label)
     text = version_texts.get(key, lambda: _load_version_text(session, version.id, code.language, permalink_label))
     return VersionPage(code, version, visible_versions(viewer, code), text)
