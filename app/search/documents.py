@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.comments.models import Comment, Visibility
 from app.drafting.clauses import split_clauses
 from app.drafting.models import Code, Version
-from app.search.plain import clause_text, html_text, markdown_text
+from app.search.plain import clause_text, footnote_definitions, html_text, markdown_text, with_notes
 
 PUBLIC = "public"
 
@@ -54,8 +54,10 @@ def _clause_documents(
 ) -> Iterator[SearchDocument]:
     """One document per (key, heading, markdown) clause of a text shown at `page`, indexed as read: the
     rendered text of the clause, without its heading, which is the title."""
+    clauses = list(clauses)
+    notes = footnote_definitions("\n\n".join(markdown for _key, _heading, markdown in clauses))
     for key, heading, markdown in clauses:
-        title, content = clause_text(markdown)
+        title, content = clause_text(with_notes(markdown, notes))
         yield SearchDocument(
             id=f"{source}:{key}",
             source=source,

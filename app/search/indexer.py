@@ -152,14 +152,16 @@ class Indexer:
         self.wake()
 
     def queue_rebuild_if_empty(self, app: Flask) -> int:
-        """Queue every source when the index is empty (deleted, or set aside for an older schema).
+        """Queue every source when the index is empty (deleted, or set aside for an older schema), and the
+        sources the backend holds only in part (written by older code during an upgrade).
 
         Returns how many sources were queued.
         """
         with app.app_context():
-            if self._backend_factory is None or not self._backend_factory().is_empty:
+            if self._backend_factory is None:
                 return 0
-            sources = all_sources(db.session)
+            backend = self._backend_factory()
+            sources = all_sources(db.session) if backend.is_empty else backend.unmatched_sources()
             if sources:
                 db.session.execute(insert(SearchQueueItem), [{"source": s} for s in sources])
                 db.session.commit()

@@ -114,3 +114,25 @@ def clause_text(markdown: str) -> tuple[str, str]:
     if heading and text.startswith(heading):
         text = text[len(heading) :].lstrip("\n")
     return heading, text
+
+
+# A footnote's definition: "[^label]: text", with continuation lines indented by four spaces (or a tab).
+_DEFINITION = re.compile(r"^\[\^([^\]\s]+)\]:[^\n]*(?:\n(?:[ ]{4}|\t)[^\n]*|\n[ \t]*(?=\n(?:[ ]{4}|\t)))*", re.M)
+_REFERENCE = re.compile(r"\[\^([^\]\s]+)\](?!:)")
+
+
+def footnote_definitions(markdown: str) -> dict[str, str]:
+    """The footnote definitions of a whole text, by label (the first one wins, as in the renderer)."""
+    notes: dict[str, str] = {}
+    for match in _DEFINITION.finditer(markdown):
+        notes.setdefault(match.group(1), match.group(0))
+    return notes
+
+
+def with_notes(clause_markdown: str, notes: dict[str, str]) -> str:
+    """The clause with the definitions of the notes it refers to but does not hold (they are usually at the
+    end of the document): rendered on its own, the clause would otherwise lose their text, which the page
+    shows and search must find, under the clause that refers to it."""
+    wanted = [label for label in dict.fromkeys(_REFERENCE.findall(clause_markdown)) if label in notes]
+    missing = [notes[label] for label in wanted if not re.search(rf"^\[\^{re.escape(label)}\]:", clause_markdown, re.M)]
+    return clause_markdown if not missing else clause_markdown.rstrip("\n") + "\n\n" + "\n\n".join(missing) + "\n"

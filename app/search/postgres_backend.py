@@ -116,6 +116,17 @@ class PostgresBackend:
         with self.engine.connect() as connection:
             return connection.scalar(select(func.count()).select_from(SearchDocumentRow)) == 0
 
+    def unmatched_sources(self) -> list[str]:
+        """Sources with a document but no row of words: written by a process running older code (which knew
+        no `search_matches`) while the database was upgraded; they must be indexed again to be found."""
+        with self.engine.connect() as connection:
+            unmatched = (
+                select(SearchDocumentRow.source)
+                .where(~select(SearchMatchRow.id).where(SearchMatchRow.id == SearchDocumentRow.id).exists())
+                .distinct()
+            )
+            return list(connection.scalars(unmatched))
+
     def replace_sources(self, documents: dict[str, list[SearchDocument]]) -> None:
         rows = [self._row(doc) for docs in documents.values() for doc in docs]
         sources = list(documents)

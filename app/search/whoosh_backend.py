@@ -350,6 +350,10 @@ class WhooshBackend:
     def is_empty(self) -> bool:
         return self._index.doc_count() == 0
 
+    def unmatched_sources(self) -> list[str]:
+        """Nothing to catch up on: an index of another format is set aside whole at start (see `_open`)."""
+        return []
+
     def replace_sources(self, documents: dict[str, list[SearchDocument]]) -> None:
         """Replace every document of each given source (an empty list removes them)."""
         with self._lock:
