@@ -7,9 +7,11 @@ Opening a searcher is what costs (p95 370 ms per query at 100k comments with a s
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import html
 import logging
 import math
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -324,16 +326,26 @@ class WhooshBackend:
         it at once).
         """
         self.directory.mkdir(parents=True, exist_ok=True)
-        if index.exists_in(str(self.directory)):
-            existing = index.open_dir(str(self.directory))
-            if not _same_schema(existing.schema, _schema()):
-                log.warning("The search index in %s has an older schema; starting a new one.", self.directory)
-            elif self._text_format() != TEXT_FORMAT:
-                log.warning("The search index in %s holds text of an older format; starting a new one.", self.directory)
-            else:
-                return existing
-            existing.close()
-        return self._create()
+        # Two processes starting on one index (a CLI command beside the server) must not both decide to start a
+        # new one: the second would wipe what the first indexed meanwhile. The check and the creation are one
+        # step under a lock file.
+        with open(self.directory / "accord-open.lock", "a+b") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                if index.exists_in(str(self.directory)):
+                    existing = index.open_dir(str(self.directory))
+                    if not _same_schema(existing.schema, _schema()):
+                        log.warning("The search index in %s has an older schema; starting a new one.", self.directory)
+                    elif self._text_format() != TEXT_FORMAT:
+                        log.warning(
+                            "The search index in %s holds text of an older format; starting a new one.", self.directory
+                        )
+                    else:
+                        return existing
+                    existing.close()
+                return self._create()
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def _text_format(self) -> str | None:
         try:
@@ -343,7 +355,10 @@ class WhooshBackend:
 
     def _create(self) -> index.Index:
         created = index.create_in(str(self.directory), _schema())
-        (self.directory / FORMAT_FILE).write_text(TEXT_FORMAT + "\n", encoding="utf-8")
+        # Written whole or not at all: a reader never sees half a marker.
+        partial = self.directory / f"{FORMAT_FILE}.partial"
+        partial.write_text(TEXT_FORMAT + "\n", encoding="utf-8")
+        os.replace(partial, self.directory / FORMAT_FILE)
         return created
 
     @property
