@@ -12,13 +12,15 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
+import itertools
 import json
 import logging
+import os
 import re
+import secrets
 import sys
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -151,8 +153,24 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
     return handler
 
 
+def _fresh_prefix() -> None:
+    global _prefix, _counter
+    _prefix, _counter = secrets.token_hex(8), itertools.count()
+
+
+_prefix, _counter = "", itertools.count()
+_fresh_prefix()
+# A forked worker (gunicorn) must not hand out its parent's ids.
+os.register_at_fork(after_in_child=_fresh_prefix)
+
+
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """A new id, unique across processes: 32 hex digits, a random prefix per process and a counter.
+
+    Not uuid4: every Socket.IO event takes one, and reading the system's random source per event (a call
+    that gives up the GIL) cost a co-editing server 6 % of its time at 150 editors.
+    """
+    return f"{_prefix}{next(_counter):016x}"
 
 
 def incoming_request_id(value: str | None) -> str:
