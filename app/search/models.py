@@ -21,7 +21,22 @@ class SearchQueueItem(Base):
     created_at: Mapped[created_at]
 
 
-class SearchDocumentRow(Base):
+class _Described:
+    """What both search tables hold of a document: its language, who may see it, and what it is filtered by."""
+
+    language: Mapped[str] = mapped_column(String(10))
+    audience: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str] = mapped_column(String(80))
+    version: Mapped[int | None]
+    clause: Mapped[str | None] = mapped_column(String(120))
+    category: Mapped[str | None] = mapped_column(String(40))
+    comment_type: Mapped[str | None] = mapped_column(String(20))
+    disposition: Mapped[str | None] = mapped_column(String(30))
+    date: Mapped[dt.datetime]
+
+
+class SearchDocumentRow(_Described, Base):
     """One searchable document for the PostgreSQL backend, as shown in results (its words are in `search_matches`)."""
 
     __tablename__ = "search_documents"
@@ -29,23 +44,13 @@ class SearchDocumentRow(Base):
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     source: Mapped[str] = mapped_column(String(60))
-    kind: Mapped[str] = mapped_column(String(20))
-    code: Mapped[str] = mapped_column(String(80))
     code_title: Mapped[str] = mapped_column(String(300))
-    version: Mapped[int | None]
-    clause: Mapped[str | None] = mapped_column(String(120))
     title: Mapped[str] = mapped_column(Text)
     content: Mapped[str] = mapped_column(Text)
-    language: Mapped[str] = mapped_column(String(10))
-    audience: Mapped[str] = mapped_column(String(40))
-    category: Mapped[str | None] = mapped_column(String(40))
-    comment_type: Mapped[str | None] = mapped_column(String(20))
-    disposition: Mapped[str | None] = mapped_column(String(30))
-    date: Mapped[dt.datetime]
     url: Mapped[str] = mapped_column(String(500))
 
 
-class SearchMatchRow(Base):
+class SearchMatchRow(_Described, Base):
     """What a PostgreSQL search reads for every matching document: the words and the filters, nothing to show.
 
     A common word matches a third of all documents, and every match is read to rank it and to count it in the
@@ -61,13 +66,3 @@ class SearchMatchRow(Base):
     id: Mapped[str] = mapped_column(
         String(200), ForeignKey("search_documents.id", ondelete="CASCADE"), primary_key=True
     )
-    language: Mapped[str] = mapped_column(String(10))
-    audience: Mapped[str] = mapped_column(String(40))
-    kind: Mapped[str] = mapped_column(String(20))
-    code: Mapped[str] = mapped_column(String(80))
-    version: Mapped[int | None]
-    clause: Mapped[str | None] = mapped_column(String(120))
-    category: Mapped[str | None] = mapped_column(String(40))
-    comment_type: Mapped[str | None] = mapped_column(String(20))
-    disposition: Mapped[str | None] = mapped_column(String(30))
-    date: Mapped[dt.datetime]
