@@ -68,12 +68,11 @@ class _SerialEmit:
         for sid, eio_sid in list(self.get_participants(namespace, room)):  # type: ignore[attr-defined]
             if sid in skip_sid:
                 continue
-            if len(eio_pkts) == 1:
-                send(eio_sid, eio_pkts[0])
-            else:
-                with connection_lock(eio_sid):
-                    for p in eio_pkts:
-                        send(eio_sid, p)
+            # A one-frame packet takes the lock too: sent while another thread is between a binary packet's
+            # header and its attachments, it would land among them, and the client would read it as one.
+            with connection_lock(eio_sid):
+                for p in eio_pkts:
+                    send(eio_sid, p)
         return None
 
 
@@ -102,11 +101,9 @@ def serialise_direct_sends(server: socketio.Server) -> None:
 
     def locked_send_packet(eio_sid: str, pkt: Any) -> None:
         encoded = pkt.encode()
-        if not isinstance(encoded, list):
-            send(eio_sid, encoded)
-            return
+        # Every packet, one frame or several: see `_SerialEmit.emit`.
         with connection_lock(eio_sid):
-            for part in encoded:
+            for part in encoded if isinstance(encoded, list) else [encoded]:
                 send(eio_sid, part)
 
     server._send_packet = locked_send_packet  # type: ignore[method-assign]
