@@ -41,7 +41,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.audit.views import bp as audit_bp
     from app.comments import intake
     from app.comments.views import bp as comments_bp
-    from app.consensus import announcements
+    from app.consensus import jobs as round_jobs
     from app.consensus.views import bp as consensus_bp
     from app.drafting.views import bp as drafting_bp
     from app.search import service as search_service
@@ -54,7 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api_bp)
     web.init_app(app)
     mail.init_app(app)
-    announcements.init_app(app)
+    round_jobs.init_app(app)
     privacy.init_app(app)
 
     from app.cli import register_cli

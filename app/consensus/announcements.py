@@ -1,9 +1,9 @@
 """Telling people that a round of positions has opened or closed.
 
-Rounds open and close by the clock, not by anyone's action, so a periodic job (`announce_due_rounds`, run by
-the scheduler in each server process or by `flask rounds announce` from cron) looks for rounds that have
-passed a boundary and not been announced. Each announcement claims its round with a guarded UPDATE in the
-same transaction as the notifications: several processes may run the job at once, and a round is announced
+Rounds open and close by the clock, not by anyone's action, so a periodic job (`announce_due_rounds`, run by a
+thread in each server process or by `flask rounds announce` from cron, see `app/consensus/jobs.py`) looks for
+rounds that have passed a boundary and not been announced. Each announcement claims its round with a guarded
+UPDATE in the same transaction as the notifications: several processes may run the job at once, and a round is announced
 once, or (when the transaction fails) not at all and again on the next run.
 """
 
@@ -14,17 +14,14 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import click
-from flask import Flask
 from sqlalchemy import func, select, union, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from app.accounts.models import User
 from app.comments.models import Comment
 from app.consensus.models import ForumMember, Position, Round
-from app.db import db, utcnow
+from app.db import utcnow
 from app.notices import notify
-from app.periodic import PeriodicWorker
 from app.policy import Action, can, may_respond, may_see_results
 
 log = logging.getLogger(__name__)
@@ -140,39 +137,3 @@ def _people(session: Session, round_: Round, *, with_past_participants: bool) ->
         .order_by(User.id)
     )
     return session.scalars(people).all()
-
-
-# --- running it ------------------------------------------------------------------------------------
-
-
-def run_once(app: Flask) -> AnnouncementReport:
-    """Announce what is due, in its own application context and session."""
-    with app.app_context():
-        try:
-            return announce_due_rounds(db.session)
-        finally:
-            db.session.remove()
-
-
-announcer = PeriodicWorker("round-announcer", 60.0, run_once)
-
-
-def init_app(app: Flask) -> None:
-    """Add `flask rounds announce`, and announce from each server process unless ROUND_ANNOUNCER_THREAD is off.
-
-    Tests run the job themselves (announce_due_rounds), so a testing app never starts the thread.
-    """
-    app.cli.add_command(rounds_cli)
-    if app.config.get("ROUND_ANNOUNCER_THREAD", True) and not app.testing:
-        announcer.interval = float(app.config.get("ROUND_ANNOUNCER_SECONDS", 60))
-        announcer.start_with_first_request(app)
-
-
-rounds_cli = click.Group("rounds", help="Rounds of positions.")
-
-
-@rounds_cli.command("announce")
-def announce_command() -> None:
-    """Tell people about rounds that opened or closed since the last announcement (for cron)."""
-    report = announce_due_rounds(db.session)
-    click.echo(f"{report.opened} round(s) opened, {report.closed} closed; {report.notified} people notified.")

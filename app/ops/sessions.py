@@ -62,6 +62,10 @@ def session_time_left() -> dict[str, int]:
 bp = Blueprint("sessions", __name__)
 
 
+def _ended() -> tuple[Response, int]:
+    return jsonify(error=_("Your session has ended. Log in again to go on.")), 401
+
+
 @bp.get("/session/status")
 def status() -> tuple[Response, int] | Response:
     """How long the session has left, without counting this question as activity.
@@ -70,7 +74,7 @@ def status() -> tuple[Response, int] | Response:
     the time-out warning asks here before it warns.
     """
     if not current_user.is_authenticated:
-        return jsonify(error=_("Your session has ended. Log in again to go on.")), 401
+        return _ended()
     return jsonify(session_time_left())
 
 
@@ -81,7 +85,7 @@ def extend() -> tuple[Response, int] | Response:
     The idle limit starts again; the absolute limit cannot be extended, and the answer says how near it is.
     """
     if not current_user.is_authenticated:
-        return jsonify(error=_("Your session has ended. Log in again to go on.")), 401
+        return _ended()
     session[SEEN_AT] = int(time.time())
     return jsonify(session_time_left())
 
