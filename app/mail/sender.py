@@ -295,8 +295,8 @@ def compose(session: Session, message: OutboxMessage, settings: MailSettings) ->
     unsubscribe_all = f"{base}/mail/unsubscribe/{every}"
     locale = (user.locale if user is not None else None) or current_app.config.get("BABEL_DEFAULT_LOCALE", "en")
     with force_locale(locale):
-        subject = _subject(message)
-        lines = _body_lines(message, base, subject)
+        subject, lead = _wording(message)
+        lines = _body_lines(message, base, lead)
         lines += ["", "-- ", _("You receive this mail from Accord because of your account or an invitation.")]
         if one is not None and kind is not None:
             lines.append(
@@ -319,13 +319,16 @@ def compose(session: Session, message: OutboxMessage, settings: MailSettings) ->
     return email
 
 
-def _subject(message: OutboxMessage) -> str:
+def _wording(message: OutboxMessage) -> tuple[str, str]:
+    """The subject and the first line of a message, in the current language where its facts were kept."""
     payload = message.payload or {}
     if payload.get("params") and message.kind.startswith("notification."):
-        return notice_text(message.kind.removeprefix("notification."), payload["params"], message.subject)
+        subject = notice_text(message.kind.removeprefix("notification."), payload["params"], message.subject)
+        return subject, subject
     if message.kind == "invitation" and (words := _invitation(payload)) is not None:
-        return words[0]
-    return message.subject
+        return words
+    # A notice stored without its facts: its subject is its text (its body is the page's path).
+    return message.subject, message.subject if message.kind.startswith("notification.") else message.body
 
 
 def _invitation(payload: dict[str, Any]) -> tuple[str, str] | None:
@@ -341,12 +344,11 @@ def _invitation(payload: dict[str, Any]) -> tuple[str, str] | None:
     )
 
 
-def _body_lines(message: OutboxMessage, base: str, subject: str) -> list[str]:
+def _body_lines(message: OutboxMessage, base: str, lead: str) -> list[str]:
     payload = message.payload or {}
     if message.kind == "invitation" and payload.get("token"):
-        words = _invitation(payload)
         return [
-            words[1] if words is not None else message.body,
+            lead,
             "",
             _("Accept the invitation here (the link works once and expires after 14 days):"),
             f"{base}/invitations/{payload['token']}",
@@ -354,8 +356,8 @@ def _body_lines(message: OutboxMessage, base: str, subject: str) -> list[str]:
     if message.kind.startswith("notification."):
         # A notification's body is the path of the page it is about.
         url = message.body if message.body.startswith("http") else f"{base}{message.body}"
-        return [subject, "", _("Open it here: %(url)s", url=url)]
-    return [message.body]
+        return [lead, "", _("Open it here: %(url)s", url=url)]
+    return [lead]
 
 
 # --- the background sender ---------------------------------------------------------------------------

@@ -203,6 +203,7 @@ def test_mail_is_written_in_the_recipients_language(app, session, make_user, set
     body = text_of(handler.received[0])
     assert "Öppna den här" in body
     assert "Open it here" not in body
+    assert body.splitlines()[0] == "Your comment #1: Accepted."  # a notice stored as text only, as it was stored
 
 
 def test_a_temporary_refusal_is_retried_with_exponential_backoff(app, session, make_user, settings, smtp):
