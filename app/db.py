@@ -137,6 +137,21 @@ def in_transaction(work: Callable[[Session], T], *, attempts: int = 10) -> T:
     raise AssertionError("unreachable")
 
 
+def release_connection(session: Session) -> None:
+    """End the session's transaction and give its connection back to the pool, keeping loaded objects loaded.
+
+    For a request that has read what it needs and now waits on another thread (the intake writer): holding
+    the connection meanwhile would let waiting requests take every connection of the pool, the writer's too.
+    Nothing is expired, so the request's user and what it loaded stay usable without reading them again.
+    """
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
+
+
 def _is_retryable(error: Exception) -> bool:
     text = str(error).lower()
     return isinstance(error, IntegrityError) or "locked" in text or "serializ" in text or "deadlock" in text

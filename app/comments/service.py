@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, selectinload
 
 from app.accounts.models import User
@@ -33,7 +32,7 @@ from app.comments.models import (
 from app.db import after_commit, utcnow
 from app.drafting.models import Clause, Code, Version
 from app.drafting.rendering import render_fragment
-from app.errors import Conflict, Forbidden, NotFound, Text, ValidationFailed, lazy_join, lazy_number
+from app.errors import Conflict, DomainError, Forbidden, NotFound, Text, ValidationFailed, lazy_join, lazy_number
 from app.errors import lazy_gettext as _l
 from app.notices import notify
 from app.ops.metrics import comments_accepted
@@ -237,11 +236,49 @@ def _validate(version: Version, sub: Submission) -> tuple[anchoring.Anchor, Comm
     return anchor, kind, visibility
 
 
+@dataclass(frozen=True)
+class PlannedComment:
+    """A checked submission, ready to be stored: plain values only, so another thread's session can write it.
+
+    `prepare_comment` makes it from what a request may read; `store_comments` writes a batch of them in the
+    caller's transaction, which is how the intake writer commits many submissions at once.
+    """
+
+    author_id: int
+    code_id: int
+    version_id: int
+    clause_key: str
+    parent_id: int | None
+    anchor: anchoring.Anchor
+    body: str
+    body_html: str
+    proposed_text: str | None
+    type: CommentType
+    visibility: Visibility
+    idempotency_key: str
+    fingerprint: str
+    received_at: dt.datetime
+
+
 def submit_comment(session: Session, actor: User, version: Version, sub: Submission) -> Receipt:
     """Store a comment (or reply) and return its receipt; a retry with the same key returns the same receipt.
 
-    Timeliness is decided by the server time of the first attempt: the comment's own time, or the time an
-    earlier attempt with the same key was seen but could not be taken.
+    Raises what `prepare_comment` and `store_comments` raise.
+    """
+    planned = prepare_comment(session, actor, version, sub)
+    if isinstance(planned, Receipt):
+        return planned
+    result = store_comments(session, [planned])[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def prepare_comment(session: Session, actor: User, version: Version, sub: Submission) -> PlannedComment | Receipt:
+    """Check a submission and work out what to store, writing nothing; a retry of a stored one gets its receipt.
+
+    Timeliness is decided by the server time of the first attempt: now, or the time an earlier attempt with
+    the same key was seen but could not be taken.
 
     Raises:
         NotFound: when the viewer may not see the version or the parent comment.
@@ -270,58 +307,115 @@ def submit_comment(session: Session, actor: User, version: Version, sub: Submiss
             raise Conflict(_l("That comment was withdrawn; it takes no more replies."))
         if parent.parent_id is not None:
             parent = parent.parent
-    comment = Comment(
-        code=code,
-        version=version,
+    body = sub.body.strip()
+    return PlannedComment(
+        author_id=actor.id,
+        code_id=code.id,
+        version_id=version.id,
         clause_key=sub.clause_key if parent is None else parent.clause_key,
-        # By id, not relationship: the row is not in the session yet, and the savepoint below flushes.
         parent_id=parent.id if parent is not None else None,
-        quote=anchor.quote,
-        prefix=anchor.prefix,
-        suffix=anchor.suffix,
-        start=anchor.start,
-        end=anchor.end,
-        body=sub.body.strip(),
-        body_html=render_fragment(sub.body.strip()),
+        anchor=anchor,
+        body=body,
+        body_html=render_fragment(body),
         proposed_text=sub.proposed_text or None,
         type=kind,
         # A reply is never more public than what it replies to.
         visibility=Visibility.GROUP if parent is not None and parent.visibility == Visibility.GROUP else visibility,
-        author=actor,
-        author_category=actor.category,
-        author_organisation=actor.organisation,
         idempotency_key=sub.idempotency_key,
-        request_sha256=fingerprint,
-        receipt_sha256="",
-        created_at=now,
+        fingerprint=fingerprint,
+        received_at=now,
     )
-    try:
-        # A savepoint, so that a parallel twin's insert winning the unique key does not undo the caller's work.
-        with session.begin_nested():
-            session.add(comment)
-            session.flush()
-    except IntegrityError:
-        twin = find_by_key(session, actor, sub.idempotency_key)
-        if twin is None:
-            raise
-        return _replay(twin, fingerprint)
-    comment.receipt_sha256 = receipt_hash(comment)
-    record_event(session, actor, "comment.submitted", "comment", comment.id, version=version.id)
-    if parent is None:
-        carry_forward(session, comment)
-    if parent is not None:
-        _notify_reply(session, parent, comment)
-    after_commit(session, comments_accepted.inc)
-    return receipt_of(comment)
+
+
+def store_comments(session: Session, batch: list[PlannedComment]) -> list[Receipt | DomainError]:
+    """Write a batch of planned comments in the caller's transaction; one result per plan, in order.
+
+    A plan whose key is already stored (by an earlier request, or earlier in this batch) gets that comment's
+    receipt, or a ValidationFailed when it asked for something else. The rows of the batch are flushed
+    together, so that the ORM inserts them with one statement per table.
+
+    Raises:
+        IntegrityError: when another process stored one of the keys meanwhile; the caller's retry (as
+            `in_transaction` does) finds it stored and answers with its receipt.
+    """
+    stored = _stored_with_keys(session, batch)
+    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_({p.author_id for p in batch})))}
+    # What each plan is answered with: a comment (new, or stored before with the same key), or a refusal.
+    # Receipts are made at the end, when the batch's new rows have their ids and hashes.
+    answers: list[tuple[Comment, bool] | DomainError] = []
+    fresh: list[Comment] = []
+    for plan in batch:
+        earlier = stored.get((plan.author_id, plan.idempotency_key))
+        if earlier is not None:
+            answers.append(_replay_or_refusal(earlier, plan.fingerprint))
+            continue
+        author = users[plan.author_id]
+        comment = Comment(
+            code=session.get_one(Code, plan.code_id),
+            version=session.get_one(Version, plan.version_id),
+            clause_key=plan.clause_key,
+            parent_id=plan.parent_id,
+            quote=plan.anchor.quote,
+            prefix=plan.anchor.prefix,
+            suffix=plan.anchor.suffix,
+            start=plan.anchor.start,
+            end=plan.anchor.end,
+            body=plan.body,
+            body_html=plan.body_html,
+            proposed_text=plan.proposed_text,
+            type=plan.type,
+            visibility=plan.visibility,
+            author=author,
+            author_category=author.category,
+            author_organisation=author.organisation,
+            idempotency_key=plan.idempotency_key,
+            request_sha256=plan.fingerprint,
+            receipt_sha256="",
+            created_at=plan.received_at,
+        )
+        session.add(comment)
+        stored[(plan.author_id, plan.idempotency_key)] = comment
+        fresh.append(comment)
+        answers.append((comment, False))
+    session.flush()
+    for comment in fresh:
+        comment.receipt_sha256 = receipt_hash(comment)
+        record_event(session, comment.author, "comment.submitted", "comment", comment.id, version=comment.version_id)
+        if comment.parent_id is None:
+            carry_forward(session, comment)
+        else:
+            _notify_reply(session, session.get_one(Comment, comment.parent_id), comment)
+        after_commit(session, comments_accepted.inc)
+    return [a if isinstance(a, DomainError) else receipt_of(a[0], replayed=a[1]) for a in answers]
+
+
+def _stored_with_keys(session: Session, batch: list[PlannedComment]) -> dict[tuple[int | None, str], Comment]:
+    wanted = {(p.author_id, p.idempotency_key) for p in batch}
+    found = session.scalars(
+        select(Comment).where(
+            Comment.author_id.in_({a for a, _ in wanted}), Comment.idempotency_key.in_({k for _, k in wanted})
+        )
+    )
+    return {(c.author_id, c.idempotency_key): c for c in found if (c.author_id, c.idempotency_key) in wanted}
+
+
+def _replay_or_refusal(existing: Comment, fingerprint: str) -> tuple[Comment, bool] | DomainError:
+    if existing.request_sha256 != fingerprint:
+        return _key_reused()
+    return existing, True
 
 
 def _replay(existing: Comment, fingerprint: str) -> Receipt:
     if existing.request_sha256 != fingerprint:
-        raise ValidationFailed(
-            _l("This idempotency key was already used for a different comment. Use a new key for a new comment."),
-            field_errors={"idempotency_key": _l("Already used for a different comment.")},
-        )
+        raise _key_reused()
     return receipt_of(existing, replayed=True)
+
+
+def _key_reused() -> ValidationFailed:
+    return ValidationFailed(
+        _l("This idempotency key was already used for a different comment. Use a new key for a new comment."),
+        field_errors={"idempotency_key": _l("Already used for a different comment.")},
+    )
 
 
 def _closed_message(code: Code, now: dt.datetime) -> Text:

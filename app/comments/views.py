@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from markupsafe import Markup
@@ -31,7 +31,8 @@ from app.comments.forms import (
 )
 from app.comments.intake import intake_slot
 from app.comments.models import Comment
-from app.db import db, in_transaction, utcnow
+from app.comments.writer import writer_for
+from app.db import db, in_transaction, release_connection, utcnow
 from app.drafting import service as drafting
 from app.drafting.models import Version
 from app.errors import DomainError, NotFound, Unavailable, ValidationFailed
@@ -65,16 +66,27 @@ def submit(slug: str, number: int, submission: service.Submission) -> service.Re
 def submit_with(
     slug: str, number: int, submission: service.Submission, describe: Callable[[Session, service.Receipt], T]
 ) -> tuple[service.Receipt, T]:
-    """`submit`, and `describe(session, receipt)` inside the same transaction: an answer built from the rows
-    just written, instead of reading them all again after the commit."""
+    """`submit`, and `describe(session, receipt)` inside the transaction that stores the comment: an answer
+    built from the rows just written, instead of reading them all again after the commit.
 
-    def work(session: Session) -> tuple[service.Receipt, T]:
-        receipt = service.submit_comment(session, _actor(session), _version(session, slug, number), submission)
-        return receipt, describe(session, receipt)
+    The submission is checked here; the process's intake writer stores it together with the others that
+    arrive meanwhile (group commit), and the receipt comes back once that transaction has committed.
+    """
+
+    def prepare(session: Session) -> service.PlannedComment | tuple[service.Receipt, T]:
+        planned = service.prepare_comment(session, _actor(session), _version(session, slug, number), submission)
+        if isinstance(planned, service.Receipt):  # a retry of a stored comment: answered from what is stored
+            return planned, describe(session, planned)
+        return planned
 
     try:
         with intake_slot():
-            return in_transaction(work)
+            # Reads only: nothing to commit, and the loaded user and version stay fresh for the answer.
+            planned = prepare(db.session)
+            if not isinstance(planned, service.PlannedComment):
+                return planned
+            release_connection(db.session())
+            return writer_for(current_app._get_current_object()).store(planned, describe)  # type: ignore[attr-defined]
     except Unavailable:
         in_transaction(
             lambda s: service.note_refused_attempt(

@@ -1,0 +1,152 @@
+"""Group commit for comment intake: one writer thread per process stores the submissions that wait together.
+
+Near a deadline hundreds of submissions arrive a second. Each request checks its submission and works out
+what to store (`prepare_comment`, reads only), then hands the plan to this writer and waits. The writer
+takes every plan waiting at that moment, stores them in one transaction (`store_comments`) and commits
+once; only then does each request get its receipt. A batch forms by itself: while one commits, the next
+gathers, so a quiet server commits each comment alone and a busy one commits dozens at once.
+
+On SQLite this turns one commit per comment into one per batch, the writes of a batch are inserted with one
+statement per table, and the requests never contend for SQLite's single write lock among themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from app.comments.service import PlannedComment, Receipt, store_comments
+from app.db import db, in_transaction
+from app.errors import DomainError, Unavailable
+from app.errors import lazy_gettext as _l
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A batch larger than this waits for the next commit: one transaction holds SQLite's write lock for the
+# whole batch, and the other writers of the process (the editors' update log) should not wait behind it long.
+MAX_BATCH = 64
+# The thread stops after this long without work and starts again with the next submission, so an idle
+# process (or a test's short-lived app) keeps no thread.
+IDLE_SECONDS = 5.0
+
+
+@dataclass
+class _Job(Generic[T]):
+    plan: PlannedComment
+    describe: Callable[[Session, Receipt], T]
+    done: Future[tuple[Receipt, T]] = field(default_factory=Future)
+
+
+class IntakeWriter:
+    """The per-app writer: `store(plan, describe)` blocks until the plan's transaction has committed."""
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+        self._jobs: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        # Counters for tests and the metrics page: batches committed, comments stored, the largest batch.
+        self.batches = 0
+        self.stored = 0
+        self.largest_batch = 0
+
+    @property
+    def waiting(self) -> int:
+        """Plans queued and not yet taken into a batch."""
+        return self._jobs.qsize()
+
+    def store(
+        self, plan: PlannedComment, describe: Callable[[Session, Receipt], T], *, wait_seconds: float = 20.0
+    ) -> tuple[Receipt, T]:
+        """Store `plan` in the next batch and return its receipt with `describe(session, receipt)`, which runs
+        in the batch's transaction (so an answer can be built from the rows just written).
+
+        Raises:
+            DomainError: what `store_comments` answers for this plan (its key used for another comment).
+            Unavailable: when the batch has not committed within `wait_seconds`. The plan may still be
+                stored after that; a retry with the same key then gets its receipt.
+        """
+        job: _Job[T] = _Job(plan, describe)
+        self._jobs.put(job)
+        self._ensure_running()
+        try:
+            return job.done.result(timeout=wait_seconds)
+        except FutureTimeout:
+            raise Unavailable(
+                _l("Your comment could not be confirmed in time. Send it again: it will not be stored twice.")
+            ) from None
+
+    def _ensure_running(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._jobs.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    # A job put after the timeout but before this check would wait for nobody.
+                    if self._jobs.empty():
+                        self._thread = None
+                        return
+                continue
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            with self._app.app_context():
+                self._commit(batch)
+
+    def _commit(self, batch: list[_Job[Any]]) -> None:
+        try:
+            answers = in_transaction(lambda session: _store_and_describe(session, batch))
+        except Exception as error:
+            if len(batch) == 1:
+                # The request raises it as if it had stored the comment itself, and answers accordingly.
+                batch[0].done.set_exception(error)
+                return
+            # One bad plan must not fail the others: store each alone, so only its own request fails.
+            log.warning("a batch of %d comments failed; storing them one by one", len(batch), exc_info=True)
+            for job in batch:
+                self._commit([job])
+            return
+        finally:
+            db.session.remove()
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
+        for job, answer in zip(batch, answers, strict=True):
+            if isinstance(answer, DomainError):
+                job.done.set_exception(answer)
+            else:
+                self.stored += 1
+                job.done.set_result(answer)
+
+
+def _store_and_describe(session: Session, batch: list[_Job[Any]]) -> list[tuple[Receipt, Any] | DomainError]:
+    results = store_comments(session, [job.plan for job in batch])
+    return [
+        result if isinstance(result, DomainError) else (result, job.describe(session, result))
+        for job, result in zip(batch, results, strict=True)
+    ]
+
+
+def writer_for(app: Flask) -> IntakeWriter:
+    writer = app.extensions.get("accord_intake_writer")
+    if writer is None:
+        writer = app.extensions.setdefault("accord_intake_writer", IntakeWriter(app))
+    return writer
