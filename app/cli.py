@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import getpass
 import os
@@ -130,6 +131,19 @@ def register_cli(app: Flask) -> None:
         with click.progressbar(chunks, label="Indexing", file=sys.stderr) as bar:
             count = reindex_everything(db.session, backend, bar)
         click.echo(f"Indexed {count} sources with the {backend.name} backend.")
+
+    @search.command("worker")
+    def search_worker() -> None:
+        """Keep the search index up to date in this process, for servers started with SEARCH_INDEXER_THREAD=0."""
+        from app.search.indexer import indexer
+
+        if app.config["SEARCH_INDEXER_THREAD"]:
+            click.echo(
+                "Note: SEARCH_INDEXER_THREAD is on, so server processes index too; set it to 0 for them.", err=True
+            )
+        click.echo("Indexing changes as they are queued (Ctrl+C to stop).")
+        with contextlib.suppress(KeyboardInterrupt):
+            indexer.work(app)
 
     @app.cli.command("serve")
     @click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"))

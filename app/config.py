@@ -149,6 +149,7 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SOCKETIO_MESSAGE_QUEUE": message_queue,
         "SEARCH_INDEX_DIR": _env("SEARCH_INDEX_DIR", str(INSTANCE / "search-index")),
         "SEARCH_BACKEND": read.choice("SEARCH_BACKEND", ("auto", "whoosh", "postgresql"), "auto"),
+        "SEARCH_INDEXER_THREAD": read.flag("SEARCH_INDEXER_THREAD", True),
         # The 2 MB limit on Markdown is checked on the decoded text; URL-encoding can make one character
         # up to 6 bytes on the wire, so the request caps leave room for that.
         "MAX_CONTENT_LENGTH": 6 * 2 * 1024 * 1024 + 64 * 1024,

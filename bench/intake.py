@@ -82,7 +82,7 @@ try:
 except ImportError:  # pragma: no cover - not in the requirements
     sys.exit("bench/intake.py needs aiohttp, which is not in the requirements: .venv/bin/pip install aiohttp")
 
-from tests.support.live import DEMO_PASSWORD, LiveServer, free_port, login, prepare_database, server_env  # noqa: E402
+from tests.support.live import DEMO_PASSWORD, FLASK, LiveServer, free_port, login, prepare_database, server_env  # noqa: E402
 
 SLUG = "gpai-code"
 VERSION = 2
@@ -448,6 +448,17 @@ def recompute_receipts(db_file: Path, folder: Path, comment_ids: list[int], issu
 # --- part 1: intake -------------------------------------------------------------------------------------
 
 
+def search_queue_when_idle(db_file: Path, wait_seconds: float = 30.0) -> int:
+    """Once the load stops, wait for the search worker to empty the queue; return what is left after the wait."""
+    deadline = time.monotonic() + wait_seconds
+    with sqlite3.connect(db_file) as connection:
+        while True:
+            (left,) = connection.execute("SELECT count(*) FROM search_queue").fetchone()
+            if left == 0 or time.monotonic() > deadline:
+                return int(left)
+            time.sleep(0.2)
+
+
 def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -498,6 +509,8 @@ def run_intake(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     }
     if args.intake_concurrency:
         extra["INTAKE_CONCURRENCY"] = str(args.intake_concurrency)
+    if args.search_worker:
+        extra["SEARCH_INDEXER_THREAD"] = "0"
     for setting in args.server_env:
         name, _, value = setting.partition("=")
         extra[name] = value
@@ -511,6 +524,14 @@ def run_intake(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     server = Server(env, log, core=SERVER_CORE)
     server.start()
     print(f"Server pid {server.pid} on {server.url}, pinned to core {SERVER_CORE}", flush=True)
+    worker = None
+    if args.search_worker:
+        with (folder / "worker.log").open("ab") as worker_log:
+            worker = subprocess.Popen(
+                ["taskset", "-c", str(GENERATOR_CORE), *FLASK, "search", "worker"],
+                cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        print(f"Search worker pid {worker.pid}, pinned to core {GENERATOR_CORE} with this generator", flush=True)
     try:
         sessions = [login(server.url, submitter_email(n)) for n in range(args.submitters)]
         cookies = ["; ".join(f"{k}={v}" for k, v in s.cookies.items()) for s in sessions]
@@ -527,13 +548,18 @@ def run_intake(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             flush=True,
         )
 
+        worker_cpu = 0.0
+
         async def drive() -> tuple[float, float, float, float, float]:
             loop_task = asyncio.ensure_future(generator.run(args.warmup + args.duration))
             await asyncio.sleep(args.warmup)
             t0, cpu0, gen0 = time.perf_counter(), proc_cpu_seconds(server.pid), time.process_time()
+            worker0 = proc_cpu_seconds(worker.pid) if worker else 0.0
             spy = py_spy(server.pid, args.duration, args.profile / "server.txt") if args.profile else None
             await asyncio.sleep(args.duration)
             t1, cpu1, gen1 = time.perf_counter(), proc_cpu_seconds(server.pid), time.process_time()
+            nonlocal worker_cpu
+            worker_cpu = (proc_cpu_seconds(worker.pid) - worker0) if worker else 0.0
             await loop_task
             if spy is not None:
                 spy.wait(30)
@@ -543,8 +569,12 @@ def run_intake(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             args.profile.mkdir(parents=True, exist_ok=True)
         t0, t1, server_cpu, generator_cpu, drained = asyncio.run(drive())
         load = loadavg()
+        queued = search_queue_when_idle(db_file) if worker else None
     finally:
         server.stop()
+        if worker is not None:
+            worker.terminate()
+            worker.wait(10)
     errors_logged = sum(1 for line in log.read_text(errors="replace").splitlines() if line.startswith("Traceback"))
 
     stats = generator.stats
@@ -583,6 +613,9 @@ def run_intake(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "server_cpu": server_cpu / (t1 - t0),
         "cpu_per_comment_ms": 1000 * server_cpu / max(1, len(accepted)),
         "generator_cpu": generator_cpu / (t1 - t0),
+        "worker_cpu": worker_cpu / (t1 - t0),
+        "worker_cpu_per_comment_ms": 1000 * worker_cpu / max(1, len(accepted)),
+        "search_queue_left": queued,
         "loop_lag_p99": percentile([x * 1000 for x in stats.loop_lag], 99),
         "errors_logged": errors_logged,
         "loadavg": load,
@@ -632,6 +665,13 @@ def print_intake(args: argparse.Namespace, r: dict[str, Any]) -> None:
          f"≤ {1000 / TARGET_RATE:.1f}", "info"],
         ["generator loop lag p99 (ms)", f"{r['loop_lag_p99']:.1f}", "—", "info"],
     ]  # fmt: skip
+    if r["search_queue_left"] is not None:
+        rows += [
+            ["search worker CPU (core 1); per accepted comment (ms)", f"{100 * r['worker_cpu']:.0f} %; "
+             f"{r['worker_cpu_per_comment_ms']:.1f}", "—", "info"],
+            ["search queue left 30 s after the load (rows)", str(r["search_queue_left"]), "0",
+             "pass" if r["search_queue_left"] == 0 else "FAIL"],
+        ]  # fmt: skip
     print(table(["Measure", "Value", "Target", "Result"], rows))
     print(
         f"  comments carried into v3 as they were taken: {r['anchors_v3']}; tracebacks in the server log: "
@@ -850,6 +890,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server-env", action="append", default=[], metavar="NAME=VALUE",
         help="extra environment for the server process (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--search-worker", action="store_true",
+        help="index in a `flask search worker` process on the generator's core (the server: SEARCH_INDEXER_THREAD=0)",
     )  # fmt: skip
     parser.add_argument("--words", type=int, default=60_000, help="words per version for re-anchoring (default 60000)")
     parser.add_argument("--comments", type=int, default=5000, help="comments to re-anchor (default 5000)")

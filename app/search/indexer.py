@@ -29,6 +29,13 @@ BATCH = 500
 # deadline's surge of comments) share one backend write: a whoosh commit costs about as much as indexing a
 # comment. It is also the least delay before a change is searchable (the target is 1 s).
 GATHER_SECONDS = 0.2
+# While changes keep arriving (the last drain took more than BUSY_ROWS rows), it waits longer, so that one
+# whoosh commit (about 15 ms, however few documents it carries) serves a few hundred comments rather than a
+# few dozen; a change is still searchable well within the 1-s target.
+BUSY_GATHER_SECONDS = 0.5
+BUSY_ROWS = 50
+# How often a separate indexing process (`flask search worker`) looks at the queue when nothing woke it.
+POLL_SECONDS = 0.25
 # Sources per replace_sources in a full rebuild. Each call is a whoosh commit (which merges segments) and a
 # new searcher: chunks of 200 meant 500 commits for 100,000 comments.
 REINDEX_CHUNK = 2_000
@@ -105,17 +112,41 @@ class Indexer:
             self.start()
 
     def _loop(self) -> None:
+        drained = 0
         while True:
             if self._wake.wait(1.0):
-                time.sleep(GATHER_SECONDS)
+                time.sleep(BUSY_GATHER_SECONDS if drained > BUSY_ROWS else GATHER_SECONDS)
             self._wake.clear()
             if self._app is None or not self._app.config.get("SEARCH_INDEXER_THREAD"):
                 continue
-            try:
-                while self.drain() == BATCH:
-                    pass
-            except Exception:
-                log.exception("search indexing failed; the queue keeps the changes for the next attempt")
+            drained = self.drain_all()
+
+    def drain_all(self, app: Flask | None = None) -> int:
+        """Drain the queue until it is empty; return how many rows were handled. Failures are logged, and the
+        queue keeps their changes for the next attempt."""
+        total = 0
+        try:
+            while (count := self.drain(app)) > 0:
+                total += count
+                if count < BATCH:
+                    break
+        except Exception:
+            log.exception("search indexing failed; the queue keeps the changes for the next attempt")
+        return total
+
+    def work(self, app: Flask, *, stop: Callable[[], bool] = lambda: False) -> None:
+        """Index in this process until `stop()`: for servers that leave indexing to one process of its own
+        (`SEARCH_INDEXER_THREAD=0` and `flask search worker`), so that it does not share their cores. The
+        queue is in the database, so the worker finds the changes of every server process."""
+        self.queue_rebuild_if_empty(app)
+        drained = 0
+        while not stop():
+            busy = drained > BUSY_ROWS
+            drained = self.drain_all(app)
+            if not drained:
+                time.sleep(POLL_SECONDS)
+            elif busy:
+                time.sleep(BUSY_GATHER_SECONDS)
 
     def drain(self, app: Flask | None = None) -> int:
         """Apply up to one batch of queued changes; return how many queue rows were handled."""

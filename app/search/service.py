@@ -50,7 +50,6 @@ def backend_for(app: Flask) -> Any:
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("SEARCH_BACKEND", "auto")
-    app.config.setdefault("SEARCH_INDEXER_THREAD", True)
     indexer.init_app(app, lambda: backend_for(app))
 
 

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -302,6 +303,10 @@ def _without_missing_words(query: wq.Query, reader: Any) -> wq.Query | None:
     return query
 
 
+# See WhooshBackend._catch_up: an index written by another process is searchable here within this long.
+STALE_CHECK_SECONDS = 0.2
+
+
 class WhooshBackend:
     """Index and search with whoosh in a directory; one writer at a time, one shared searcher."""
 
@@ -316,6 +321,7 @@ class WhooshBackend:
         # Per segment (by its id): the documents each filter allows, and each facet field's values.
         self._allowed: dict[tuple[str, wq.Query], _Bits] = {}
         self._column_values: dict[tuple[str | None, str], list[Any]] = {}
+        self._checked_at = time.monotonic()
 
     def _open(self) -> index.Index:
         """Open the index, or start an empty one when there is none or it was built with another schema or text.
@@ -457,7 +463,20 @@ class WhooshBackend:
             allowed = docs if allowed is None else allowed & docs
         return allowed
 
+    def _catch_up(self) -> None:
+        """Take up what another process indexed (`flask search worker`): a new searcher once the index on disk
+        has moved on. Looked at no more than every STALE_CHECK_SECONDS, as it lists the index's folder."""
+        now = time.monotonic()
+        if now - self._checked_at < STALE_CHECK_SECONDS:
+            return
+        self._checked_at = now
+        if not self._searcher.up_to_date():
+            with self._lock:
+                if not self._searcher.up_to_date():
+                    self._refresh()
+
     def search(self, request: SearchRequest) -> SearchResults:
+        self._catch_up()
         searcher = self._searcher
         compiled = compile_query(parse(request.text), searcher.schema)
         query = None if compiled is wq.NullQuery else _without_missing_words(compiled, searcher.reader())
