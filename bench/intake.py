@@ -138,10 +138,27 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 class Server(LiveServer):
-    """The live test server, optionally pinned to one core with taskset."""
+    """The live test server, optionally pinned to one core with taskset; `flask serve`, or gunicorn with the
+    production settings (deploy/gunicorn.conf.py: one gthread worker)."""
 
-    def __init__(self, env: dict[str, str], log: Path, core: int | None) -> None:
-        super().__init__(free_port(), env, log, core=core)
+    def __init__(self, env: dict[str, str], log: Path, core: int | None, gunicorn: bool = False) -> None:
+        port = free_port()
+        command = None
+        if gunicorn:
+            env = {**env, "PORT": str(port), "HOST": "127.0.0.1"}
+            command = [str(Path(sys.executable).with_name("gunicorn")), "-c", str(ROOT / "deploy/gunicorn.conf.py")]
+        super().__init__(port, env, log, core=core, command=command)
+        self.gunicorn = gunicorn
+
+    @property
+    def worker_pid(self) -> int:
+        """The process that serves: gunicorn's one worker (the master only watches it), or `flask serve`."""
+        if not self.gunicorn:
+            return self.pid
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        if len(children) != 1:
+            raise RuntimeError(f"gunicorn should have one worker, found {children}")
+        return int(children[0])
 
 
 # --- preparing the intake database ----------------------------------------------------------------------
@@ -521,9 +538,11 @@ def run_intake(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     user_ids = create_submitters(db_file, folder, args.submitters)
     print(f"  done in {time.perf_counter() - started:.1f} s; {len(user_ids)} submitter accounts", flush=True)
 
-    server = Server(env, log, core=SERVER_CORE)
+    server = Server(env, log, core=SERVER_CORE, gunicorn=args.gunicorn)
     server.start()
-    print(f"Server pid {server.pid} on {server.url}, pinned to core {SERVER_CORE}", flush=True)
+    server_pid = server.worker_pid
+    served_by = "gunicorn (gthread, one worker)" if args.gunicorn else "flask serve"
+    print(f"Server pid {server_pid} ({served_by}) on {server.url}, pinned to core {SERVER_CORE}", flush=True)
     worker = None
     if args.search_worker:
         with (folder / "worker.log").open("ab") as worker_log:
@@ -553,11 +572,11 @@ def run_intake(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         async def drive() -> tuple[float, float, float, float, float]:
             loop_task = asyncio.ensure_future(generator.run(args.warmup + args.duration))
             await asyncio.sleep(args.warmup)
-            t0, cpu0, gen0 = time.perf_counter(), proc_cpu_seconds(server.pid), time.process_time()
+            t0, cpu0, gen0 = time.perf_counter(), proc_cpu_seconds(server_pid), time.process_time()
             worker0 = proc_cpu_seconds(worker.pid) if worker else 0.0
-            spy = py_spy(server.pid, args.duration, args.profile / "server.txt") if args.profile else None
+            spy = py_spy(server_pid, args.duration, args.profile / "server.txt") if args.profile else None
             await asyncio.sleep(args.duration)
-            t1, cpu1, gen1 = time.perf_counter(), proc_cpu_seconds(server.pid), time.process_time()
+            t1, cpu1, gen1 = time.perf_counter(), proc_cpu_seconds(server_pid), time.process_time()
             nonlocal worker_cpu
             worker_cpu = (proc_cpu_seconds(worker.pid) - worker0) if worker else 0.0
             await loop_task
@@ -891,6 +910,9 @@ def main(argv: list[str] | None = None) -> int:
         "--server-env", action="append", default=[], metavar="NAME=VALUE",
         help="extra environment for the server process (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--gunicorn", action="store_true", help="serve with gunicorn and deploy/gunicorn.conf.py, not `flask serve`"
+    )
     parser.add_argument(
         "--search-worker", action="store_true",
         help="index in a `flask search worker` process on the generator's core (the server: SEARCH_INDEXER_THREAD=0)",

@@ -63,29 +63,36 @@ def test_a_batch_stores_new_keys_and_answers_repeated_ones_from_the_batch(sessio
     assert again.comment_id not in (stored.comment_id, second.comment_id)
 
 
-class _HeldWriter:
-    """Keeps the app's intake writer busy inside a transaction until released, so that plans queue up."""
+def store_behind_a_held_batch(app, holder: service.PlannedComment, plans: list[service.PlannedComment]) -> dict:
+    """Keep the app's intake writer busy inside the holder's transaction until every plan is queued behind it,
+    then let it go; return each plan's receipt, or what it raised, by idempotency key."""
+    writer = writer_for(app)
+    inside, release = threading.Event(), threading.Event()
+    outcomes: dict[str, Any] = {}
 
-    def __init__(self, app, plan: service.PlannedComment) -> None:
-        self.inside, self.release = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._hold, args=(app, plan))
+    def hold(session, receipt) -> None:
+        inside.set()
+        assert release.wait(30)
 
-    def _hold(self, app, plan) -> None:
+    def store(plan: service.PlannedComment, describe=lambda session, receipt: None) -> None:
         with app.app_context():
-            writer_for(app).store(plan, self._wait)
+            try:
+                outcomes[plan.idempotency_key] = writer.store(plan, describe)[0]
+            except Exception as error:  # collected and asserted by the caller
+                outcomes[plan.idempotency_key] = error
 
-    def _wait(self, session, receipt) -> None:
-        self.inside.set()
-        assert self.release.wait(30)
-
-    def __enter__(self) -> _HeldWriter:
-        self.thread.start()
-        assert self.inside.wait(30)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release.set()
-        self.thread.join(30)
+    holding = threading.Thread(target=store, args=(holder, hold))
+    holding.start()
+    assert inside.wait(30)
+    threads = [threading.Thread(target=store, args=(plan,)) for plan in plans]
+    for thread in threads:
+        thread.start()
+    while writer.waiting < len(plans):
+        threading.Event().wait(0.01)
+    release.set()
+    for thread in [holding, *threads]:
+        thread.join(30)
+    return outcomes
 
 
 def test_plans_that_wait_together_are_committed_in_one_batch(app, session, make_user, open_code):
@@ -93,32 +100,20 @@ def test_plans_that_wait_together_are_committed_in_one_batch(app, session, make_
     version = open_code.versions[0]
     plans = [plan_for(session, user, version, f"together-{n:04d}") for n, user in enumerate(users)]
     writer = writer_for(app)
-    answers: dict[int, service.Receipt] = {}
 
-    def store(n: int) -> None:
-        with app.app_context():
-            answers[n] = writer.store(plans[n], lambda s, receipt: None)[0]
+    answers = store_behind_a_held_batch(app, plan_for(session, make_user(), version, "holder-key-1"), plans)
 
-    with _HeldWriter(app, plan_for(session, make_user(), version, "holder-key-1")):
-        batches_before = writer.batches
-        threads = [threading.Thread(target=store, args=(n,)) for n in range(12)]
-        for thread in threads:
-            thread.start()
-        while writer.waiting < 12:
-            threading.Event().wait(0.01)
-    for thread in threads:
-        thread.join(30)
-
-    assert len(answers) == 12
+    assert len(answers) == 13
     # The held batch, then one for the twelve that waited behind it.
-    assert writer.batches - batches_before == 2
+    assert writer.batches == 2
     assert writer.largest_batch == 12
     session.expire_all()
     stored = {c.id: c for c in session.scalars(select(Comment))}
     assert len(stored) == 13
-    for n, receipt in answers.items():
+    for n, user in enumerate(users):
+        receipt = answers[f"together-{n:04d}"]
         comment = stored[receipt.comment_id]
-        assert (comment.author_id, comment.idempotency_key) == (users[n].id, f"together-{n:04d}")
+        assert (comment.author_id, comment.idempotency_key) == (user.id, f"together-{n:04d}")
         assert comment.receipt_sha256 == receipt.sha256 == service.receipt_hash(comment)
 
 
@@ -126,24 +121,10 @@ def test_a_plan_that_cannot_be_stored_fails_alone(app, session, make_user, open_
     version = open_code.versions[0]
     good = [plan_for(session, make_user(), version, f"good-key-{n:03d}") for n in range(3)]
     broken = dataclasses.replace(plan_for(session, make_user(), version, "broken-key-1"), version_id=999_999)
-    writer = writer_for(app)
-    outcomes: dict[str, Any] = {}
 
-    def store(plan: service.PlannedComment) -> None:
-        with app.app_context():
-            try:
-                outcomes[plan.idempotency_key] = writer.store(plan, lambda s, receipt: None)[0]
-            except Exception as error:  # collected and asserted below
-                outcomes[plan.idempotency_key] = error
-
-    with _HeldWriter(app, plan_for(session, make_user(), version, "holder-key-2")):
-        threads = [threading.Thread(target=store, args=(plan,)) for plan in [*good[:2], broken, good[2]]]
-        for thread in threads:
-            thread.start()
-        while writer.waiting < 4:
-            threading.Event().wait(0.01)
-    for thread in threads:
-        thread.join(30)
+    outcomes = store_behind_a_held_batch(
+        app, plan_for(session, make_user(), version, "holder-key-2"), [*good[:2], broken, good[2]]
+    )
 
     assert isinstance(outcomes.pop("broken-key-1"), Exception)
     assert all(isinstance(receipt, service.Receipt) for receipt in outcomes.values())

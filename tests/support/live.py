@@ -51,6 +51,8 @@ class LiveServer:
     # serve the app from another checkout to try a change.
     core: int | None = None
     root: Path = ROOT
+    # Another way to serve than `flask serve` (a benchmark tries gunicorn); it must listen on `port`.
+    command: list[str] | None = None
 
     @property
     def url(self) -> str:
@@ -65,8 +67,9 @@ class LiveServer:
         pin = ["taskset", "-c", str(self.core)] if self.core is not None else []
         with self.log_path.open("ab") as log:
             # The child keeps its own copy of the descriptor; ours can close at once.
+            serve = self.command or [*FLASK, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
             self.process = subprocess.Popen(
-                [*pin, *FLASK, "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
+                [*pin, *serve, *self.extra_args],
                 cwd=self.root,
                 env=self.env,
                 stdout=log,
