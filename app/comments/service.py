@@ -30,7 +30,7 @@ from app.comments.models import (
     Visibility,
 )
 from app.db import after_commit, utcnow
-from app.drafting.models import Clause, Code, Version
+from app.drafting.models import Clause, Code, Version, code_with_versions_without_texts
 from app.drafting.rendering import render_fragment
 from app.errors import Conflict, DomainError, Forbidden, NotFound, Text, ValidationFailed, lazy_join, lazy_number
 from app.errors import lazy_gettext as _l
@@ -340,6 +340,14 @@ def store_comments(session: Session, batch: list[PlannedComment]) -> list[Receip
     """
     stored = _stored_with_keys(session, batch)
     users = {u.id: u for u in session.scalars(select(User).where(User.id.in_({p.author_id for p in batch})))}
+    # With their versions, which carrying comments forward reads; none of the texts, which nothing here reads.
+    codes = {
+        code.id: code
+        for code in session.scalars(
+            select(Code).where(Code.id.in_({p.code_id for p in batch})).options(*code_with_versions_without_texts())
+        ).unique()
+    }
+    versions = {v.id: v for code in codes.values() for v in code.versions}
     # What each plan is answered with: a comment (new, or stored before with the same key), or a refusal.
     # Receipts are made at the end, when the batch's new rows have their ids and hashes.
     answers: list[tuple[Comment, bool] | DomainError] = []
@@ -351,8 +359,8 @@ def store_comments(session: Session, batch: list[PlannedComment]) -> list[Receip
             continue
         author = users[plan.author_id]
         comment = Comment(
-            code=session.get_one(Code, plan.code_id),
-            version=session.get_one(Version, plan.version_id),
+            code=codes[plan.code_id],
+            version=versions[plan.version_id],
             clause_key=plan.clause_key,
             parent_id=plan.parent_id,
             quote=plan.anchor.quote,

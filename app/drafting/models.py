@@ -8,7 +8,7 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, defer, joinedload, mapped_column, relationship
 
 from app.accounts.models import User, WorkingGroup
 from app.db import Base, created_at, pk, str_enum, utcnow
@@ -121,3 +121,12 @@ class Clause(Base):
     content_sha256: Mapped[str] = mapped_column(String(64))
 
     version: Mapped[Version] = relationship(back_populates="clauses")
+
+
+def code_with_versions_without_texts() -> tuple[Any, ...]:
+    """Loader options for a code with its versions' small columns and none of the texts (the working text
+    alone can be half a megabyte; a code has tens of versions at most): each text loads when read."""
+    return (
+        joinedload(Code.versions).options(defer(Version.markdown), defer(Version.html), defer(Version.toc)),
+        defer(Code.working_text),
+    )

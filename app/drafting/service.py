@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session, defer, joinedload, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from app.accounts.models import User, WorkingGroup
 from app.audit.chain import content_hash
@@ -19,7 +19,7 @@ from app.comments.service import notify_new_version, reanchor_comments
 from app.db import utcnow
 from app.drafting import clauses as clause_parser
 from app.drafting.diffing import ClauseDiff, diff_clauses
-from app.drafting.models import Clause, Code, CodeStatus, Version
+from app.drafting.models import Clause, Code, CodeStatus, Version, code_with_versions_without_texts
 from app.drafting.rendering import PERMALINK_LABEL, localise_permalinks, render_markdown
 from app.drafting.texts import VersionText, build_version_text, version_texts
 from app.errors import Conflict, NotFound, Text, TooLarge, ValidationFailed
@@ -97,16 +97,8 @@ class VersionPage:
         return next((v for v in reversed(self.versions) if v.number < self.version.number), None)
 
 
-# One statement for the code and its versions' small columns (a code has tens of versions at most), built
-# once since only the slug changes.
-_CODE_WITH_VERSIONS = (
-    select(Code)
-    .where(Code.slug == bindparam("slug"))
-    .options(
-        joinedload(Code.versions).options(defer(Version.markdown), defer(Version.html), defer(Version.toc)),
-        defer(Code.working_text),
-    )
-)
+# One statement for the code and its versions' small columns, built once since only the slug changes.
+_CODE_WITH_VERSIONS = select(Code).where(Code.slug == bindparam("slug")).options(*code_with_versions_without_texts())
 _VERSION_TEXT = select(Version.html, Version.toc).where(Version.id == bindparam("version_id"))
 _CLAUSE_HEADINGS = (
     select(Clause.key, Clause.heading).where(Clause.version_id == bindparam("version_id")).order_by(Clause.ordinal)
