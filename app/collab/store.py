@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pycrdt import Doc, get_update, merge_updates
+from pycrdt import Doc
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -43,18 +43,9 @@ class Loaded:
     state: bytes = b""
     updates: list[bytes] = field(default_factory=list)
 
-    @property
-    def merged(self) -> bytes:
-        """The snapshot and the log as one update, waiting updates included.
 
-        Computed only when asked (by a compaction): it is the costliest step of a load, about five times the
-        rebuilding of the document, and joins, text reads and whole-text writes do not need it.
-        """
-        return merge_updates(self.state, *self.updates)
-
-
-def load(session: Session, code: Code) -> Loaded:
-    """Rebuild the working text's document from its snapshot and every logged update."""
+def _read(session: Session, code: Code) -> tuple[int, bytes, list[int], list[bytes]]:
+    """The snapshot's generation and state, and the ids and updates of the log after it, read consistently."""
     ensure_document(session, code)
     while True:
         generation, state = session.execute(
@@ -65,10 +56,13 @@ def load(session: Session, code: Code) -> Loaded:
         ).all()
         # A compaction that committed between the two reads folded rows into a snapshot not read here: retry.
         if session.scalar(select(CollabDocument.generation).where(CollabDocument.code_id == code.id)) == generation:
-            break
-    datas = [data for _, data in updates]
-    doc = engine.doc_from(state, datas)
-    return Loaded(doc, generation, [update_id for update_id, _ in updates], state, datas)
+            return generation, state, [update_id for update_id, _ in updates], [data for _, data in updates]
+
+
+def load(session: Session, code: Code) -> Loaded:
+    """Rebuild the working text's document from its snapshot and every logged update."""
+    generation, state, update_ids, datas = _read(session, code)
+    return Loaded(engine.doc_from(state, datas), generation, update_ids, state, datas)
 
 
 def current_text(session: Session, code: Code) -> str:
@@ -103,20 +97,17 @@ def compact(session: Session, code: Code, *, refresh_text: bool = True) -> str |
     generation, so an update committed meanwhile, or a concurrent compaction, is never lost. Returns None
     when another process compacted first (the caller's transaction should then be rolled back).
     """
-    loaded = load(session, code)
-    text = engine.text_of(loaded.doc) if refresh_text else ""
-    # Updates still waiting for a predecessor are not in the document's own state: carry them over.
-    waiting = get_update(loaded.merged, loaded.doc.get_state())
-    snapshot = merge_updates(loaded.doc.get_update(), waiting)
+    generation, state, update_ids, datas = _read(session, code)
+    snapshot, text = engine.fold(state, datas, with_text=refresh_text)
     replaced = session.execute(
         update(CollabDocument)
-        .where(CollabDocument.code_id == code.id, CollabDocument.generation == loaded.generation)
-        .values(state=snapshot, generation=loaded.generation + 1, compacted_at=utcnow())
+        .where(CollabDocument.code_id == code.id, CollabDocument.generation == generation)
+        .values(state=snapshot, generation=generation + 1, compacted_at=utcnow())
     )
     if replaced.rowcount != 1:
         return None
-    if loaded.update_ids:
-        session.execute(delete(CollabUpdate).where(CollabUpdate.id.in_(loaded.update_ids)))
+    if update_ids:
+        session.execute(delete(CollabUpdate).where(CollabUpdate.id.in_(update_ids)))
     if refresh_text and code.working_text != text:
         code.working_text = text
         code.working_revision += 1
