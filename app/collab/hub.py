@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from app.collab import awareness as awareness_codec
 from app.collab import engine, store
+from app.collab.folding import Folder
 from app.db import db
 from app.drafting.models import Code
 
@@ -103,6 +104,8 @@ class CollabHub:
         self._started = False
         self._start_lock = threading.Lock()
         self._auth_engine: Engine | None = None
+        # Compaction's CRDT work runs in a child process, off this process's GIL.
+        self.folder = Folder()
         self.stats = {"updates": 0, "frames": 0, "batches": 0, "compactions": 0}
 
     # --- life cycle ------------------------------------------------------------------------------
@@ -358,7 +361,11 @@ class CollabHub:
                 session = Session(engine)
                 try:
                     code = session.get(Code, code_id)
-                    if code is not None and store.compact(session, code, refresh_text=refresh_text) is not None:
+                    fold = self.folder.fold
+                    if (
+                        code is not None
+                        and store.compact(session, code, refresh_text=refresh_text, fold=fold) is not None
+                    ):
                         session.commit()
                         self.stats["compactions"] += 1
                     else:

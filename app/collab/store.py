@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pycrdt import Doc
@@ -13,6 +14,8 @@ from app.collab import engine
 from app.collab.models import CollabDocument, CollabUpdate
 from app.db import utcnow
 from app.drafting.models import Code
+
+Fold = Callable[..., tuple[bytes, str]]
 
 
 def ensure_document(session: Session, code: Code) -> CollabDocument:
@@ -85,7 +88,7 @@ def append_many(session: Session, rows: list[tuple[int, bytes, int | None]]) -> 
         )
 
 
-def compact(session: Session, code: Code, *, refresh_text: bool = True) -> str | None:
+def compact(session: Session, code: Code, *, refresh_text: bool = True, fold: Fold = engine.fold) -> str | None:
     """Fold the logged updates into the snapshot and refresh the plain-text copy; return the text.
 
     With `refresh_text=False` the plain-text copy (`Code.working_text`, which the search index follows) is
@@ -93,12 +96,14 @@ def compact(session: Session, code: Code, *, refresh_text: bool = True) -> str |
     text are by far the costliest part of a compaction, and the live text is always read from the
     snapshot and the log anyway (`current_text`).
 
+    `fold` does the CRDT work (`engine.fold`, or the same in a child process: `folding.Folder`).
+
     Only the updates actually read are deleted, and the snapshot is replaced by compare-and-set on its
     generation, so an update committed meanwhile, or a concurrent compaction, is never lost. Returns None
     when another process compacted first (the caller's transaction should then be rolled back).
     """
     generation, state, update_ids, datas = _read(session, code)
-    snapshot, text = engine.fold(state, datas, with_text=refresh_text)
+    snapshot, text = fold(state, datas, with_text=refresh_text)
     replaced = session.execute(
         update(CollabDocument)
         .where(CollabDocument.code_id == code.id, CollabDocument.generation == generation)

@@ -635,6 +635,8 @@ def test_compaction_keeps_an_acknowledged_update_that_waits_for_its_predecessor(
     generation, _ = live.log_state()
     editor.disconnect()  # the room is empty: its log is compacted
     assert wait_until(lambda: live.log_state()[0] > generation, timeout=5)
+    # ...by the compaction process, not by the server's own fallback.
+    assert "compaction process" not in live.server.log_path.read_text()
     again = people(EDITOR)
     join_all(again)
 

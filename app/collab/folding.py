@@ -1,0 +1,135 @@
+"""Compaction's CRDT work in a child process, so that it never holds the server's GIL.
+
+Folding a working text's snapshot and log (`engine.fold`) is one long native call into pycrdt: about 90 ms for
+5,000 updates on a 60,000-word text, during which no other thread of the server runs (pycrdt keeps the GIL),
+so every editor's frames and acknowledgements waited for it. The child does the same pure computation on
+bytes; the server's compaction thread only reads and writes the database. Should the child fail, the fold
+runs in the server as before: slower for everyone, never wrong.
+
+Run as `python -m app.collab.folding`, the module serves fold requests on stdin/stdout until stdin closes.
+Both ways carry length-prefixed byte strings only: a request is a flag (the text wanted or not), a count,
+the snapshot and the updates; an answer is a flag (folded or not), then the snapshot and the text, or
+the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+from app.collab import engine
+
+log = logging.getLogger(__name__)
+# Where `app` is importable from, whatever the server's working directory.
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Folder:
+    """One child process per server process, started on first use and again after a failure."""
+
+    def __init__(self, command: list[str] | None = None) -> None:
+        self._command = command or [sys.executable, "-m", "app.collab.folding"]
+        self._lock = threading.Lock()
+        self._child: subprocess.Popen[bytes] | None = None
+        self.in_child = 0
+        self.in_process = 0
+
+    def fold(self, state: bytes | None, updates: list[bytes], *, with_text: bool) -> tuple[bytes, str]:
+        with self._lock:
+            try:
+                child = self._running()
+                assert child.stdin is not None
+                assert child.stdout is not None
+                _write_request(child.stdin, state or b"", updates, with_text)
+                folded, first, second = _read_answer(child.stdout)
+            except Exception:
+                log.warning("the compaction process failed; folding in the server", exc_info=True)
+                self._stop()
+            else:
+                if folded:
+                    self.in_child += 1
+                    return first, second.decode("utf-8")
+                log.warning("the compaction process could not fold (%s); folding in the server", second.decode())
+        self.in_process += 1
+        return engine.fold(state, updates, with_text=with_text)
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._child is not None and self._child.poll() is not None:
+            self._stop()
+        if self._child is None:
+            # The command is this module (tests give another); nothing in it comes from a request.
+            self._child = subprocess.Popen(  # noqa: S603
+                self._command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+        return self._child
+
+    def _stop(self) -> None:
+        if self._child is not None:
+            self._child.kill()
+            self._child.wait(5)
+            for pipe in (self._child.stdin, self._child.stdout):
+                if pipe is not None:
+                    pipe.close()
+            self._child = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+
+def serve(requests: BinaryIO, answers: BinaryIO) -> None:
+    """Answer fold requests until `requests` ends; a request that cannot be folded is answered with its error."""
+    while True:
+        try:
+            state, updates, with_text = _read_request(requests)
+        except EOFError:
+            return
+        try:
+            snapshot, text = engine.fold(state, updates, with_text=with_text)
+        except Exception as error:  # the server folds it itself, and logs why
+            _write_blobs(answers, 0, [b"", repr(error).encode()])
+        else:
+            _write_blobs(answers, 1, [snapshot, text.encode("utf-8")])
+
+
+def _write_request(stream: BinaryIO, state: bytes, updates: list[bytes], with_text: bool) -> None:
+    _write_blobs(stream, int(with_text), [state, *updates])
+
+
+def _read_request(stream: BinaryIO) -> tuple[bytes, list[bytes], bool]:
+    flag, blobs = _read_blobs(stream)
+    return blobs[0], blobs[1:], bool(flag)
+
+
+def _read_answer(stream: BinaryIO) -> tuple[bool, bytes, bytes]:
+    flag, (first, second) = _read_blobs(stream)
+    return bool(flag), first, second
+
+
+def _write_blobs(stream: BinaryIO, flag: int, blobs: list[bytes]) -> None:
+    stream.write(struct.pack(">BI", flag, len(blobs)))
+    for blob in blobs:
+        stream.write(struct.pack(">I", len(blob)))
+        stream.write(blob)
+    stream.flush()
+
+
+def _read_blobs(stream: BinaryIO) -> tuple[int, list[bytes]]:
+    flag, count = struct.unpack(">BI", _exactly(stream, 5))
+    return flag, [_exactly(stream, struct.unpack(">I", _exactly(stream, 4))[0]) for _ in range(count)]
+
+
+def _exactly(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError("the other side closed the pipe")
+    return data
+
+
+if __name__ == "__main__":
+    serve(sys.stdin.buffer, sys.stdout.buffer)

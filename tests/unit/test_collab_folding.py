@@ -1,0 +1,76 @@
+"""Compaction's fold in a child process: the same result as in the server, and the server's own fold when the
+child is gone or cannot fold."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from app.collab import engine, folding
+from tests.unit.test_collab_engine import INITIAL, _history, _shuffled
+
+
+def test_the_child_folds_exactly_as_the_server_would():
+    folder = folding.Folder()
+    try:
+        for seed in range(5):
+            log, expected = _history(seed)
+            updates = _shuffled(log, seed)
+            assert folder.fold(INITIAL, updates, with_text=True) == engine.fold(INITIAL, updates, with_text=True)
+            snapshot, text = folder.fold(INITIAL, updates, with_text=False)
+            assert text == ""
+            assert engine.text_of(engine.doc_from(snapshot)) == expected
+        assert (folder.in_child, folder.in_process) == (10, 0)
+    finally:
+        folder.close()
+
+
+def test_a_child_that_died_is_replaced_at_the_next_fold():
+    folder = folding.Folder()
+    log, expected = _history(1)
+    try:
+        folder.fold(INITIAL, log, with_text=False)
+        child = folder._child
+        assert child is not None
+        child.kill()
+        child.wait(5)
+
+        assert folder.fold(INITIAL, log, with_text=True)[1] == expected
+
+        assert (folder.in_child, folder.in_process) == (2, 0)
+        assert folder._child is not None
+        assert folder._child.pid != child.pid
+    finally:
+        folder.close()
+
+
+def test_when_the_child_fails_the_server_folds_itself():
+    # A child that exits at once: the request finds the pipe closed.
+    folder = folding.Folder(command=[sys.executable, "-c", "pass"])
+    log, expected = _history(3)
+    try:
+        snapshot, text = folder.fold(INITIAL, log, with_text=True)
+
+        assert text == expected
+        assert engine.text_of(engine.doc_from(snapshot)) == expected
+        assert (folder.in_child, folder.in_process) == (0, 1)
+    finally:
+        folder.close()
+
+
+def test_a_request_that_cannot_be_folded_is_answered_with_its_error_and_the_child_goes_on():
+    requests, answers = io.BytesIO(), io.BytesIO()
+    folding._write_request(requests, b"\x01\x02 not a CRDT update", [], True)
+    log, expected = _history(2)
+    folding._write_request(requests, INITIAL, log, True)
+    requests.seek(0)
+
+    folding.serve(requests, answers)
+
+    answers.seek(0)
+    failed, _, error = folding._read_answer(answers)
+    folded, _, text = folding._read_answer(answers)
+    assert not failed
+    assert error
+    assert folded
+    assert text.decode() == expected
