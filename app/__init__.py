@@ -67,7 +67,12 @@ def _init_socketio(app: Flask) -> None:
     from app.collab.engine import MAX_UPDATE_BYTES
     from app.collab.events import CollabNamespace
     from app.collab.hub import hub
-    from app.collab.transport import client_manager, defer_acknowledgements, serialise_direct_sends
+    from app.collab.transport import (
+        EventSessionInterface,
+        client_manager,
+        defer_acknowledgements,
+        serialise_direct_sends,
+    )
 
     if not any(isinstance(handler, CollabNamespace) for handler in socketio.namespace_handlers):
         socketio.on_namespace(CollabNamespace("/collab"))
@@ -86,6 +91,7 @@ def _init_socketio(app: Flask) -> None:
     )
     serialise_direct_sends(socketio.server)
     defer_acknowledgements(socketio.server)
+    app.session_interface = EventSessionInterface()
     hub.init_app(app, socketio.emit)
 
 

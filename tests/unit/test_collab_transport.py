@@ -6,9 +6,10 @@ from __future__ import annotations
 import threading
 import time
 
+from flask import Flask
 from socketio import packet
 
-from app.collab.transport import serialise_direct_sends
+from app.collab.transport import EventSessionInterface, serialise_direct_sends
 
 
 class _Engine:
@@ -54,3 +55,22 @@ def test_a_one_frame_packet_never_lands_between_a_binary_packets_header_and_atta
     headers = [i for i, frame in enumerate(frames) if isinstance(frame, str) and frame.startswith("5")]
     assert len(headers) == rounds
     assert all(isinstance(frames[i + 1], bytes) for i in headers), "a frame landed between header and attachment"
+
+
+def test_an_event_gets_the_connections_kept_session_without_decoding_the_cookie_again():
+    app = Flask(__name__)
+    app.secret_key = "transport-test"
+    interface = EventSessionInterface()
+    cookie = interface.get_signing_serializer(app).dumps({"_user_id": "7:1"})
+    headers = {"Cookie": f"{app.config['SESSION_COOKIE_NAME']}={cookie}"}
+    kept = {"_user_id": "7:1", "kept": True}
+
+    with app.test_request_context(headers=headers) as http:
+        decoded = interface.open_session(app, http.request)
+    with app.test_request_context(headers=headers, environ_base={"saved_session": kept}) as event:
+        # A decode would fail with this serializer: the kept copy must be used as it is.
+        interface.get_signing_serializer = None  # type: ignore[method-assign]
+        reused = interface.open_session(app, event.request)
+
+    assert dict(decoded or {}) == {"_user_id": "7:1"}
+    assert reused is kept
