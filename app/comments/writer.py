@@ -6,8 +6,9 @@ takes every plan waiting at that moment, stores them in one transaction (`store_
 once; only then does each request get its receipt. A batch forms by itself: while one commits, the next
 gathers, so a quiet server commits each comment alone and a busy one commits dozens at once.
 
-On SQLite this turns one commit per comment into one per batch, the writes of a batch are inserted with one
-statement per table, and the requests never contend for SQLite's single write lock among themselves.
+On SQLite this turns one commit per comment into one per batch; the batch also shares the loading of its
+codes, versions and authors, and the requests never contend for SQLite's single write lock among
+themselves.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class IntakeWriter:
         self._jobs: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        # Counters for tests and the metrics page: batches committed, comments stored, the largest batch.
+        # Counters, for tests and diagnosis: batches committed, comments stored, the largest batch.
         self.batches = 0
         self.stored = 0
         self.largest_batch = 0
