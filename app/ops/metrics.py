@@ -54,9 +54,16 @@ class AccordCollector(Collector):
         )
         updates.add_metric([], hub.stats["updates"])
         yield updates
+        fallbacks = CounterMetricFamily(
+            "accord_collab_folds_in_server",
+            "Compactions folded in the server because the compaction process failed (each one held the GIL).",
+        )
+        fallbacks.add_metric([], hub.folder.in_process)
+        yield fallbacks
         per_room = {code_id: len(room.members) for code_id, room in list(hub.rooms.items())}
         if not has_app_context():
             return  # scraped outside a request (a test calling generate_latest): no database readings
+        yield from _intake_writer(current_app.extensions.get("accord_intake_writer"))
         up = GaugeMetricFamily("accord_metrics_database_up", "Whether the database answered this scrape.")
         try:
             yield from self._from_database(per_room)
@@ -101,6 +108,23 @@ class AccordCollector(Collector):
         yield _gauge(
             "accord_outbox_oldest_seconds", "Age of the oldest unsent outbox message.", _age(outbox_oldest, now)
         )
+
+
+def _intake_writer(writer: Any) -> Iterator[Any]:
+    """The comment intake writer of this process (app/comments/writer.py): how it batches, and its backlog."""
+    batches = CounterMetricFamily(
+        "accord_intake_batches", "Transactions in which the intake writer stored comments (group commit)."
+    )
+    batches.add_metric([], writer.batches if writer else 0)
+    yield batches
+    yield _gauge(
+        "accord_intake_waiting", "Checked comments waiting for the intake writer's next transaction.",
+        writer.waiting if writer else 0,
+    )  # fmt: skip
+    yield _gauge(
+        "accord_intake_largest_batch", "The most comments the intake writer stored in one transaction.",
+        writer.largest_batch if writer else 0,
+    )  # fmt: skip
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
