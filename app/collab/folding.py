@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +28,12 @@ from app.collab import engine
 log = logging.getLogger(__name__)
 # Where `app` is importable from, whatever the server's working directory.
 ROOT = Path(__file__).resolve().parents[2]
+# A fold takes well under a second (about 0.1 s at 5,000 updates); a child that has not answered in this
+# long is stuck, and is killed so that the server folds itself.
+ANSWER_SECONDS = 60.0
+# After a failure the server folds itself for this long before it starts a child again: a child that fails
+# at every start would otherwise cost a start-up (about 0.8 s of imports) on top of every fold.
+RETRY_SECONDS = 60.0
 
 
 class Folder:
@@ -36,27 +43,45 @@ class Folder:
         self._command = command or [sys.executable, "-m", "app.collab.folding"]
         self._lock = threading.Lock()
         self._child: subprocess.Popen[bytes] | None = None
+        self._retry_at = 0.0
         self.in_child = 0
         self.in_process = 0
 
     def fold(self, state: bytes | None, updates: list[bytes], *, with_text: bool) -> tuple[bytes, str]:
         with self._lock:
-            try:
-                child = self._running()
-                assert child.stdin is not None
-                assert child.stdout is not None
-                _write_request(child.stdin, state or b"", updates, with_text)
-                folded, first, second = _read_answer(child.stdout)
-            except Exception:
-                log.warning("the compaction process failed; folding in the server", exc_info=True)
-                self._stop()
-            else:
-                if folded:
+            if time.monotonic() >= self._retry_at:
+                answer = self._ask_child(state or b"", updates, with_text)
+                if answer is not None:
                     self.in_child += 1
-                    return first, second.decode("utf-8")
-                log.warning("the compaction process could not fold (%s); folding in the server", second.decode())
+                    return answer
+                self._retry_at = time.monotonic() + RETRY_SECONDS
         self.in_process += 1
         return engine.fold(state, updates, with_text=with_text)
+
+    def _ask_child(self, state: bytes, updates: list[bytes], with_text: bool) -> tuple[bytes, str] | None:
+        try:
+            child = self._running()
+        except OSError:
+            log.warning("the compaction process could not start; folding in the server", exc_info=True)
+            return None
+        assert child.stdin is not None
+        assert child.stdout is not None
+        # Killing a stuck child ends the read below with EOFError.
+        watchdog = threading.Timer(ANSWER_SECONDS, child.kill)
+        watchdog.start()
+        try:
+            _write_request(child.stdin, state, updates, with_text)
+            folded, first, second = _read_answer(child.stdout)
+        except (OSError, EOFError, struct.error):
+            log.warning("the compaction process failed; folding in the server", exc_info=True)
+            self._stop()
+            return None
+        finally:
+            watchdog.cancel()
+        if not folded:
+            log.warning("the compaction process could not fold (%s); folding in the server", second.decode())
+            return None
+        return first, second.decode("utf-8")
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._child is not None and self._child.poll() is not None:

@@ -153,15 +153,18 @@ def find_by_key(session: Session, author: User, key: str) -> Comment | None:
     ).first()
 
 
-def note_attempt(session: Session, author: User, key: str) -> None:
-    """Remember when a submission was first seen, before the server could take it (overload, failure)."""
+def note_attempt(session: Session, author: User, key: str, seen_at: dt.datetime | None = None) -> None:
+    """Remember when a submission was first seen (`seen_at`, or now), before the server could take it."""
     if not IDEMPOTENCY_KEY.match(key):
         return
     exists = session.scalar(
         select(IntakeAttempt.id).where(IntakeAttempt.author_id == author.id, IntakeAttempt.idempotency_key == key)
     )
     if exists is None:
-        session.add(IntakeAttempt(author_id=author.id, idempotency_key=key))
+        attempt = IntakeAttempt(author_id=author.id, idempotency_key=key)
+        if seen_at is not None:
+            attempt.first_seen_at = seen_at
+        session.add(attempt)
 
 
 def note_refused_attempt(session: Session, author: User, code: Code, key: str) -> None:
@@ -338,7 +341,12 @@ def store_comments(session: Session, batch: list[PlannedComment]) -> list[Receip
             `in_transaction` does) finds it stored and answers with its receipt.
     """
     stored = _stored_with_keys(session, batch)
-    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_({p.author_id for p in batch})))}
+    users = {
+        user.id: user
+        for user in session.scalars(
+            select(User).where(User.id.in_({p.author_id for p in batch})).options(selectinload(User.memberships))
+        )
+    }
     # With their versions, which carrying comments forward reads; none of the texts, which nothing here reads.
     codes = {
         code.id: code
@@ -356,10 +364,16 @@ def store_comments(session: Session, batch: list[PlannedComment]) -> list[Receip
         if earlier is not None:
             answers.append(_replay_or_refusal(earlier, plan.fingerprint))
             continue
-        author = users[plan.author_id]
+        author, version = users.get(plan.author_id), versions.get(plan.version_id)
+        refusal = _changed_since_planned(session, plan, author, version)
+        if refusal is not None:
+            answers.append(refusal)
+            continue
+        assert author is not None
+        assert version is not None
         comment = Comment(
             code=codes[plan.code_id],
-            version=versions[plan.version_id],
+            version=version,
             clause_key=plan.clause_key,
             parent_id=plan.parent_id,
             quote=plan.anchor.quote,
@@ -399,6 +413,24 @@ def store_comments(session: Session, batch: list[PlannedComment]) -> list[Receip
                 _notify_reply(session, session.get_one(Comment, comment.parent_id), comment)
             after_commit(session, comments_accepted.inc)
     return [a if isinstance(a, DomainError) else receipt_of(a[0], replayed=a[1]) for a in answers]
+
+
+def _changed_since_planned(
+    session: Session, plan: PlannedComment, author: User | None, version: Version | None
+) -> DomainError | None:
+    """What changed between the check in the request and the write (seconds at most) that refuses the plan:
+    the account or version gone, the author's right to comment taken away, the parent withdrawn."""
+    if author is None or version is None:
+        return NotFound()
+    if not can(author, Action.COMMENT, version):
+        return Forbidden(_l("Observers follow the consultation but do not comment."))
+    if plan.parent_id is not None:
+        parent = session.get(Comment, plan.parent_id)
+        if parent is None:
+            return NotFound()
+        if parent.is_withdrawn:
+            return Conflict(_l("That comment was withdrawn; it takes no more replies."))
+    return None
 
 
 def _stored_with_keys(session: Session, batch: list[PlannedComment]) -> dict[tuple[int | None, str], Comment]:

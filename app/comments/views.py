@@ -79,6 +79,7 @@ def submit_with(
             return planned, describe(session, planned)
         return planned
 
+    planned: service.PlannedComment | tuple[service.Receipt, T] | None = None
     try:
         with intake_slot():
             # Reads only: nothing to commit, and the loaded user and version stay fresh for the answer.
@@ -88,11 +89,18 @@ def submit_with(
             release_connection(db.session())
             return writer_for(current_app._get_current_object()).store(planned, describe)  # type: ignore[attr-defined]
     except Unavailable:
-        in_transaction(
-            lambda s: service.note_refused_attempt(
-                s, _actor(s), drafting.get_code(s, current_user, slug), submission.idempotency_key
+        if isinstance(planned, service.PlannedComment):
+            # Checked but not confirmed in time: the plan may still be stored. Its retry must be judged by
+            # this first sight, not by when the retry comes (after the deadline, it would be refused as
+            # late while the first attempt is stored anyway).
+            seen_at = planned.received_at
+            in_transaction(lambda s: service.note_attempt(s, _actor(s), submission.idempotency_key, seen_at))
+        else:
+            in_transaction(
+                lambda s: service.note_refused_attempt(
+                    s, _actor(s), drafting.get_code(s, current_user, slug), submission.idempotency_key
+                )
             )
-        )
         raise
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from flask import Flask
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from app.comments.service import PlannedComment, Receipt, store_comments
@@ -39,6 +41,12 @@ MAX_BATCH = 64
 # The thread stops after this long without work and starts again with the next submission, so an idle
 # process (or a test's short-lived app) keeps no thread.
 IDLE_SECONDS = 5.0
+# How long a request waits for its batch to commit before it answers 503 (the client then retries with the
+# same key). A batch commits in well under a second even at the deadline; longer means the database is stuck.
+WAIT_SECONDS = 10.0
+# Failures of the database itself (locked for too long, no connection): storing the batch's plans one at a
+# time would only repeat the wait once per plan.
+DATABASE_FAILURES = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 
 
 @dataclass
@@ -67,21 +75,21 @@ class IntakeWriter:
         return self._jobs.qsize()
 
     def store(
-        self, plan: PlannedComment, describe: Callable[[Session, Receipt], T], *, wait_seconds: float = 20.0
+        self, plan: PlannedComment, describe: Callable[[Session, Receipt], T], *, wait_seconds: float | None = None
     ) -> tuple[Receipt, T]:
         """Store `plan` in the next batch and return its receipt with `describe(session, receipt)`, which runs
         in the batch's transaction (so an answer can be built from the rows just written).
 
         Raises:
             DomainError: what `store_comments` answers for this plan (its key used for another comment).
-            Unavailable: when the batch has not committed within `wait_seconds`. The plan may still be
-                stored after that; a retry with the same key then gets its receipt.
+            Unavailable: when the batch has not committed within `wait_seconds` (default WAIT_SECONDS). The
+                plan may still be stored after that; a retry with the same key then gets its receipt.
         """
         job: _Job[T] = _Job(plan, describe)
         self._jobs.put(job)
         self._ensure_running()
         try:
-            return job.done.result(timeout=wait_seconds)
+            return job.done.result(timeout=WAIT_SECONDS if wait_seconds is None else wait_seconds)
         except FutureTimeout:
             raise Unavailable(
                 _l("Your comment could not be confirmed in time. Send it again: it will not be stored twice.")
@@ -117,9 +125,10 @@ class IntakeWriter:
         try:
             answers = in_transaction(lambda session: _store_and_describe(session, batch))
         except Exception as error:
-            if len(batch) == 1:
-                # The request raises it as if it had stored the comment itself, and answers accordingly.
-                batch[0].done.set_exception(error)
+            if len(batch) == 1 or isinstance(error, DATABASE_FAILURES):
+                # Each request raises it as if it had stored its comment itself, and answers accordingly.
+                for job in batch:
+                    job.done.set_exception(error)
                 return
             # One bad plan must not fail the others: store each alone, so only its own request fails.
             log.warning("a batch of %d comments failed; storing them one by one", len(batch), exc_info=True)

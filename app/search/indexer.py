@@ -36,6 +36,7 @@ BUSY_GATHER_SECONDS = 0.5
 BUSY_ROWS = 50
 # How often a separate indexing process (`flask search worker`) looks at the queue when nothing woke it.
 POLL_SECONDS = 0.25
+FAILED_RETRY_SECONDS = 5.0
 # Sources per replace_sources in a full rebuild. Each call is a whoosh commit (which merges segments) and a
 # new searcher: chunks of 200 meant 500 commits for 100,000 comments.
 REINDEX_CHUNK = 2_000
@@ -95,6 +96,7 @@ class Indexer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0
+        self.failing = False
 
     def init_app(self, app: Flask, backend_factory: Callable[[], Any]) -> None:
         self._app = app
@@ -125,12 +127,14 @@ class Indexer:
         """Drain the queue until it is empty; return how many rows were handled. Failures are logged, and the
         queue keeps their changes for the next attempt."""
         total = 0
+        self.failing = False
         try:
             while (count := self.drain(app)) > 0:
                 total += count
                 if count < BATCH:
                     break
         except Exception:
+            self.failing = True
             log.exception("search indexing failed; the queue keeps the changes for the next attempt")
         return total
 
@@ -143,7 +147,9 @@ class Indexer:
         while not stop():
             busy = drained > BUSY_ROWS
             drained = self.drain_all(app)
-            if not drained:
+            if self.failing:
+                time.sleep(FAILED_RETRY_SECONDS)  # a broken index or database: one traceback per wait
+            elif not drained:
                 time.sleep(POLL_SECONDS)
             elif busy:
                 time.sleep(BUSY_GATHER_SECONDS)

@@ -465,15 +465,19 @@ class WhooshBackend:
 
     def _catch_up(self) -> None:
         """Take up what another process indexed (`flask search worker`): a new searcher once the index on disk
-        has moved on. Looked at no more than every STALE_CHECK_SECONDS, as it lists the index's folder."""
+        has moved on. Looked at no more than every STALE_CHECK_SECONDS, as it lists the index's folder. Never
+        waits: while this process writes the index, that write refreshes the searcher itself."""
         now = time.monotonic()
         if now - self._checked_at < STALE_CHECK_SECONDS:
             return
         self._checked_at = now
-        if not self._searcher.up_to_date():
-            with self._lock:
-                if not self._searcher.up_to_date():
-                    self._refresh()
+        if self._searcher.up_to_date() or not self._lock.acquire(blocking=False):
+            return
+        try:
+            if not self._searcher.up_to_date():
+                self._refresh()
+        finally:
+            self._lock.release()
 
     def search(self, request: SearchRequest) -> SearchResults:
         self._catch_up()

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from app import create_app
-from app.accounts.models import User
+from app.accounts import service as accounts
+from app.accounts.models import Role, User
 from app.comments import service
-from app.comments.models import Comment
+from app.comments import writer as writer_module
+from app.comments.models import Comment, IntakeAttempt
 from app.comments.writer import writer_for
 from app.db import db
-from app.errors import ValidationFailed
+from app.errors import Conflict, Forbidden, ValidationFailed
 from tests.conftest import PASSWORD
 from tests.integration.test_comments_api import post, set_window
 
@@ -63,34 +70,59 @@ def test_a_batch_stores_new_keys_and_answers_repeated_ones_from_the_batch(sessio
     assert again.comment_id not in (stored.comment_id, second.comment_id)
 
 
-def store_behind_a_held_batch(app, holder: service.PlannedComment, plans: list[service.PlannedComment]) -> dict:
-    """Keep the app's intake writer busy inside the holder's transaction until every plan is queued behind it,
-    then let it go; return each plan's receipt, or what it raised, by idempotency key."""
-    writer = writer_for(app)
+@contextmanager
+def held_writer(app, holder: service.PlannedComment) -> Iterator[dict]:
+    """Keep the app's intake writer busy with the holder's batch for the duration of the block, so that plans
+    queue up behind it; yields the outcomes of stores made with `store_in_thread`. The writer waits before
+    its transaction writes anything, so the rest of the app can still write (as it can while a real batch
+    is being prepared)."""
     inside, release = threading.Event(), threading.Event()
     outcomes: dict[str, Any] = {}
+    store_and_describe = writer_module._store_and_describe
 
-    def hold(session, receipt) -> None:
-        inside.set()
-        assert release.wait(30)
+    def gated(session, batch):
+        if any(job.plan is holder for job in batch):
+            inside.set()
+            assert release.wait(30)
+        return store_and_describe(session, batch)
 
-    def store(plan: service.PlannedComment, describe=lambda session, receipt: None) -> None:
+    writer_module._store_and_describe = gated
+    try:
+        holding = store_in_thread(app, holder, outcomes)
+        assert inside.wait(30)
+        try:
+            yield outcomes
+        finally:
+            release.set()
+            holding.join(30)
+    finally:
+        writer_module._store_and_describe = store_and_describe
+
+
+def store_in_thread(app, plan, outcomes: dict, describe=lambda session, receipt: None) -> threading.Thread:
+    """Store `plan` through the app's writer in a thread; its receipt, or what it raised, goes in `outcomes`."""
+
+    def store() -> None:
         with app.app_context():
             try:
-                outcomes[plan.idempotency_key] = writer.store(plan, describe)[0]
+                outcomes[plan.idempotency_key] = writer_for(app).store(plan, describe)[0]
             except Exception as error:  # collected and asserted by the caller
                 outcomes[plan.idempotency_key] = error
 
-    holding = threading.Thread(target=store, args=(holder, hold))
-    holding.start()
-    assert inside.wait(30)
-    threads = [threading.Thread(target=store, args=(plan,)) for plan in plans]
+    thread = threading.Thread(target=store)
+    thread.start()
+    return thread
+
+
+def store_behind_a_held_batch(app, holder: service.PlannedComment, plans: list[service.PlannedComment]) -> dict:
+    """Queue every plan behind the holder's batch, then let it go; return each plan's receipt, or what it
+    raised, by idempotency key."""
+    writer = writer_for(app)
+    with held_writer(app, holder) as outcomes:
+        threads = [store_in_thread(app, plan, outcomes) for plan in plans]
+        while writer.waiting < len(plans):
+            threading.Event().wait(0.01)
     for thread in threads:
-        thread.start()
-    while writer.waiting < len(plans):
-        threading.Event().wait(0.01)
-    release.set()
-    for thread in [holding, *threads]:
         thread.join(30)
     return outcomes
 
@@ -172,3 +204,85 @@ def test_waiting_submissions_never_starve_the_writer_of_a_connection(database_ur
 
     assert answers == [201] * 8
     assert stored == 8
+
+
+def test_a_database_failure_fails_the_whole_batch_at_once(app, session, make_user, open_code):
+    """Storing the plans one by one would only repeat a stuck database's wait once per plan."""
+    version = open_code.versions[0]
+    plans = [plan_for(session, make_user(), version, f"stuck-key-{n:03d}") for n in range(3)]
+
+    def locked(session, receipt) -> None:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    writer = writer_for(app)
+    with held_writer(app, plan_for(session, make_user(), version, "holder-key-3")) as outcomes:
+        threads = [store_in_thread(app, plan, outcomes, locked) for plan in plans[:1]]
+        threads += [store_in_thread(app, plan, outcomes) for plan in plans[1:]]
+        while writer.waiting < 3:
+            threading.Event().wait(0.01)
+    for thread in threads:
+        thread.join(30)
+
+    assert [type(outcomes[p.idempotency_key]) for p in plans] == [OperationalError] * 3
+    assert list(session.scalars(select(Comment.idempotency_key))) == ["holder-key-3"]
+
+
+def test_a_reply_planned_before_its_parent_was_withdrawn_is_refused_at_the_write(session, make_user, open_code, group):
+    version = open_code.versions[0]
+    author, replier, observer = make_user(), make_user(), make_user()
+    parent = service.submit_comment(session, author, version, service.Submission("c-2", "Parent.", "parent-key-1"))
+    session.commit()
+    reply = service.prepare_comment(
+        session, replier, version, service.Submission("c-2", "Reply.", "reply-key-01", parent_id=parent.comment_id)
+    )
+    observed = plan_for(session, observer, version, "observer-key1")
+    service.withdraw_comment(session, author, session.get(Comment, parent.comment_id))
+    accounts.set_role(session, None, group, observer, Role.OBSERVER)
+    session.commit()
+
+    refused_reply, refused_observer = service.store_comments(session, [reply, observed])
+
+    assert isinstance(refused_reply, Conflict)
+    assert isinstance(refused_observer, Forbidden)
+    assert session.scalar(select(func.count()).select_from(Comment)) == 1
+
+
+def test_a_submission_not_confirmed_in_time_is_judged_by_its_first_sight_on_retry(
+    app, client, session, make_user, login, open_code, monkeypatch
+):
+    """The writer is stuck past the deadline: the first attempt gets 503 (its plan still queued), the retry
+    comes after the consultation closed. The retry is on time, and one comment is stored."""
+    monkeypatch.setattr(writer_module, "WAIT_SECONDS", 1.5)
+    user = make_user()
+    login(user)
+    # The consultation closes between the first attempt and its 503.
+    open_code.consultation_closes_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.8)
+    session.commit()
+    with client.session_transaction() as signed_in:
+        cookie = dict(signed_in)
+    version = open_code.versions[0]
+    answers: list[Any] = []
+
+    def retry() -> None:
+        browser = app.test_client()
+        with browser.session_transaction() as state:
+            state.update(cookie)
+        answers.append(post(browser, key="late-key-0001", body="Sent before the deadline."))
+
+    with held_writer(app, plan_for(session, make_user(), version, "holder-key-4")):
+        first = post(client, key="late-key-0001", body="Sent before the deadline.")
+        assert first.status_code == 503
+        attempt = session.scalars(select(IntakeAttempt).where(IntakeAttempt.idempotency_key == "late-key-0001")).one()
+        assert attempt.first_seen_at < open_code.consultation_closes_at
+        time.sleep(max(0.0, (open_code.consultation_closes_at - dt.datetime.now(dt.UTC)).total_seconds()) + 0.2)
+        retrying = threading.Thread(target=retry)
+        retrying.start()
+        while writer_for(app).waiting < 2:
+            threading.Event().wait(0.01)
+    retrying.join(30)
+
+    assert [a.status_code for a in answers] == [200]
+    assert answers[0].get_json()["receipt"]["replayed"] is True
+    stored = session.scalars(select(Comment).where(Comment.idempotency_key == "late-key-0001")).all()
+    assert len(stored) == 1
+    assert stored[0].created_at < open_code.consultation_closes_at

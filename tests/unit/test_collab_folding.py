@@ -74,3 +74,19 @@ def test_a_request_that_cannot_be_folded_is_answered_with_its_error_and_the_chil
     assert error
     assert folded
     assert text.decode() == expected
+
+
+def test_a_child_that_never_answers_is_killed_and_left_alone_for_a_while(monkeypatch):
+    monkeypatch.setattr(folding, "ANSWER_SECONDS", 0.5)
+    stuck = [sys.executable, "-c", "import sys, time; sys.stdin.buffer.read(1); time.sleep(600)"]
+    folder = folding.Folder(command=stuck)
+    log, expected = _history(4)
+    try:
+        assert folder.fold(INITIAL, log, with_text=True)[1] == expected
+        assert folder._child is None  # killed by the watchdog, then cleaned up
+        # Within the back-off the server folds itself without starting another child.
+        assert folder.fold(INITIAL, log, with_text=True)[1] == expected
+        assert folder._child is None
+        assert (folder.in_child, folder.in_process) == (0, 2)
+    finally:
+        folder.close()
