@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from app import create_app
@@ -286,3 +286,12 @@ def test_a_submission_not_confirmed_in_time_is_judged_by_its_first_sight_on_retr
     stored = session.scalars(select(Comment).where(Comment.idempotency_key == "late-key-0001")).all()
     assert len(stored) == 1
     assert stored[0].created_at < open_code.consultation_closes_at
+
+
+def test_sqlite_syncs_every_commit_to_disk(session):
+    """A receipt promises a durable comment: on SQLite that needs synchronous=FULL (NORMAL, with WAL, keeps a
+    commit across a crash of the process but not across a power loss)."""
+    if session.get_bind().dialect.name != "sqlite":
+        pytest.skip("a SQLite setting; PostgreSQL syncs commits by default (synchronous_commit=on)")
+    assert session.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+    assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
