@@ -159,9 +159,9 @@ class CollabHub:
         with self._rooms_lock:
             room = self.rooms.get(code.id)
             if room is None:
-                loaded = store.load(session, code)
+                doc = store.load(session, code)
                 session.commit()
-                room = Room(code.id, loaded.doc)
+                room = Room(code.id, doc)
                 self.rooms[code.id] = room
             return room
 
@@ -171,10 +171,10 @@ class CollabHub:
 
     def refresh(self, session: Session, room: Room, code: Code) -> None:
         """Bring the replica up to the log, for anything another process committed before this one listened."""
-        loaded = store.load(session, code)
+        doc = store.load(session, code)
         session.commit()
         with room.lock:
-            missing = loaded.doc.get_update(room.doc.get_state())
+            missing = doc.get_update(room.doc.get_state())
             room.doc.apply_update(missing)
 
     def join(self, room: Room, member: Member, client_state_vector: bytes | None) -> tuple[bytes, bytes, list[bytes]]:
@@ -362,10 +362,8 @@ class CollabHub:
                 try:
                     code = session.get(Code, code_id)
                     fold = self.folder.fold
-                    if (
-                        code is not None
-                        and store.compact(session, code, refresh_text=refresh_text, fold=fold) is not None
-                    ):
+                    text = None if code is None else store.compact(session, code, refresh_text=refresh_text, fold=fold)
+                    if text is not None:  # None: nothing to compact, or another process compacted first
                         session.commit()
                         self.stats["compactions"] += 1
                     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from pycrdt import Doc
 from sqlalchemy import delete, insert, select, update
@@ -38,15 +37,6 @@ def ensure_document(session: Session, code: Code) -> CollabDocument:
     return row
 
 
-@dataclass(frozen=True)
-class Loaded:
-    doc: Doc
-    generation: int
-    update_ids: list[int]
-    state: bytes = b""
-    updates: list[bytes] = field(default_factory=list)
-
-
 def _read(session: Session, code: Code) -> tuple[int, bytes, list[int], list[bytes]]:
     """The snapshot's generation and state, and the ids and updates of the log after it, read consistently."""
     ensure_document(session, code)
@@ -62,15 +52,15 @@ def _read(session: Session, code: Code) -> tuple[int, bytes, list[int], list[byt
             return generation, state, [update_id for update_id, _ in updates], [data for _, data in updates]
 
 
-def load(session: Session, code: Code) -> Loaded:
+def load(session: Session, code: Code) -> Doc:
     """Rebuild the working text's document from its snapshot and every logged update."""
-    generation, state, update_ids, datas = _read(session, code)
-    return Loaded(engine.doc_from(state, datas), generation, update_ids, state, datas)
+    _, state, _, datas = _read(session, code)
+    return engine.doc_from(state, datas)
 
 
 def current_text(session: Session, code: Code) -> str:
     """Return the working text with every acknowledged update in it."""
-    return engine.text_of(load(session, code).doc)
+    return engine.text_of(load(session, code))
 
 
 def append(session: Session, code_id: int, data: bytes, user_id: int | None) -> None:
@@ -121,8 +111,7 @@ def compact(session: Session, code: Code, *, refresh_text: bool = True, fold: Fo
 
 def write_text(session: Session, code: Code, new_text: str, user_id: int | None) -> bytes:
     """Turn a whole-text write into CRDT edits against the current state and log them; return the update."""
-    loaded = load(session, code)
-    data = engine.replace_text(loaded.doc, new_text)
+    data = engine.replace_text(load(session, code), new_text)
     if data:
         append(session, code.id, data, user_id)
         code.working_text = new_text

@@ -298,7 +298,7 @@ def prepare_comment(session: Session, actor: User, version: Version, sub: Submis
     code = version.code
     first_seen = _first_seen(session, actor, sub.idempotency_key) or now
     if not can(actor, Action.COMMENT, version):
-        raise Forbidden(_l("Observers follow the consultation but do not comment."))
+        raise _observers_do_not_comment()
     if not code.consultation_open(first_seen):
         raise Forbidden(_closed_message(code, now))
     parent = None
@@ -307,7 +307,7 @@ def prepare_comment(session: Session, actor: User, version: Version, sub: Submis
         if parent is None or parent.version_id != version.id or not can_see_comment(actor, parent):
             raise NotFound()
         if parent.is_withdrawn:
-            raise Conflict(_l("That comment was withdrawn; it takes no more replies."))
+            raise _parent_withdrawn()
         if parent.parent_id is not None:
             parent = parent.parent
     body = sub.body.strip()
@@ -423,13 +423,13 @@ def _changed_since_planned(
     if author is None or version is None:
         return NotFound()
     if not can(author, Action.COMMENT, version):
-        return Forbidden(_l("Observers follow the consultation but do not comment."))
+        return _observers_do_not_comment()
     if plan.parent_id is not None:
         parent = session.get(Comment, plan.parent_id)
         if parent is None:
             return NotFound()
         if parent.is_withdrawn:
-            return Conflict(_l("That comment was withdrawn; it takes no more replies."))
+            return _parent_withdrawn()
     return None
 
 
@@ -450,9 +450,18 @@ def _replay_or_refusal(existing: Comment, fingerprint: str) -> tuple[Comment, bo
 
 
 def _replay(existing: Comment, fingerprint: str) -> Receipt:
-    if existing.request_sha256 != fingerprint:
-        raise _key_reused()
+    answer = _replay_or_refusal(existing, fingerprint)
+    if isinstance(answer, DomainError):
+        raise answer
     return receipt_of(existing, replayed=True)
+
+
+def _observers_do_not_comment() -> Forbidden:
+    return Forbidden(_l("Observers follow the consultation but do not comment."))
+
+
+def _parent_withdrawn() -> Conflict:
+    return Conflict(_l("That comment was withdrawn; it takes no more replies."))
 
 
 def _key_reused() -> ValidationFailed:

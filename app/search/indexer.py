@@ -96,7 +96,6 @@ class Indexer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0
-        self.failing = False
 
     def init_app(self, app: Flask, backend_factory: Callable[[], Any]) -> None:
         self._app = app
@@ -121,21 +120,20 @@ class Indexer:
             self._wake.clear()
             if self._app is None or not self._app.config.get("SEARCH_INDEXER_THREAD"):
                 continue
-            drained = self.drain_all()
+            drained = self.drain_all() or 0
 
-    def drain_all(self, app: Flask | None = None) -> int:
-        """Drain the queue until it is empty; return how many rows were handled. Failures are logged, and the
-        queue keeps their changes for the next attempt."""
+    def drain_all(self, app: Flask | None = None) -> int | None:
+        """Drain the queue until it is empty; return how many rows were handled, or None when indexing failed
+        (logged; the queue keeps the changes for the next attempt)."""
         total = 0
-        self.failing = False
         try:
             while (count := self.drain(app)) > 0:
                 total += count
                 if count < BATCH:
                     break
         except Exception:
-            self.failing = True
             log.exception("search indexing failed; the queue keeps the changes for the next attempt")
+            return None
         return total
 
     def work(self, app: Flask, *, stop: Callable[[], bool] = lambda: False) -> None:
@@ -143,16 +141,14 @@ class Indexer:
         (`SEARCH_INDEXER_THREAD=0` and `flask search worker`), so that it does not share their cores. The
         queue is in the database, so the worker finds the changes of every server process."""
         self.queue_rebuild_if_empty(app)
-        drained = 0
         while not stop():
-            busy = drained > BUSY_ROWS
             drained = self.drain_all(app)
-            if self.failing:
+            if drained is None:
                 time.sleep(FAILED_RETRY_SECONDS)  # a broken index or database: one traceback per wait
+            elif drained > BUSY_ROWS:
+                time.sleep(BUSY_GATHER_SECONDS)
             elif not drained:
                 time.sleep(POLL_SECONDS)
-            elif busy:
-                time.sleep(BUSY_GATHER_SECONDS)
 
     def drain(self, app: Flask | None = None) -> int:
         """Apply up to one batch of queued changes; return how many queue rows were handled."""
