@@ -69,6 +69,7 @@ def _init_socketio(app: Flask) -> None:
     from app.collab.hub import hub
     from app.collab.transport import (
         EventSessionInterface,
+        async_mode,
         client_manager,
         defer_acknowledgements,
         serialise_direct_sends,
@@ -78,7 +79,7 @@ def _init_socketio(app: Flask) -> None:
         socketio.on_namespace(CollabNamespace("/collab"))
     socketio.init_app(
         app,
-        async_mode="threading",
+        async_mode=async_mode(),
         client_manager=client_manager(app.config["SOCKETIO_MESSAGE_QUEUE"]),
         # An update larger than the cap is refused by the transport before any handler sees it.
         max_http_buffer_size=MAX_UPDATE_BYTES + 64 * 1024,

@@ -164,22 +164,24 @@ def bench_env(folder: Path, db_file: Path) -> dict[str, str]:
 class Server(LiveServer):
     """The live test server, pinned to one core, reporting its CPU time, memory and threads."""
 
-    def __init__(self, env: dict[str, str], log: Path, core: int | None, root: Path = ROOT) -> None:
-        super().__init__(free_port(), env, log, core=core, root=root)
+    def __init__(
+        self, env: dict[str, str], log: Path, core: int | None, root: Path = ROOT, gunicorn: bool = False
+    ) -> None:
+        super().__init__(free_port(), env, log, core=core, root=root, gunicorn=gunicorn)
 
     def cpu_seconds(self) -> float:
-        return proc_cpu_seconds(self.pid)
+        return proc_cpu_seconds(self.serving_pid)
 
     def memory(self) -> tuple[float, float]:
         """(RSS, peak RSS) in MiB."""
         fields = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{self.serving_pid}/status").read_text().splitlines():
             name, _, value = line.partition(":")
             fields[name] = value
         return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
     def threads(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/task"))
+        return len(os.listdir(f"/proc/{self.serving_pid}/task"))
 
 
 def core_busy_seconds() -> dict[int, float]:
@@ -484,7 +486,9 @@ async def run_once(
     db_file = run_dir / "accord.sqlite3"
     shutil.copy(template, db_file)
     log = run_dir / "server.log"
-    server = Server(bench_env(run_dir, db_file), log, core=SERVER_CORE, root=Path(args.server_root or ROOT))
+    server = Server(
+        bench_env(run_dir, db_file), log, core=SERVER_CORE, root=Path(args.server_root or ROOT), gunicorn=args.gunicorn
+    )
     result = Result(editors, viewers, args.duration)
     recorder = Recorder()
     clients: list[Client] = []
@@ -511,7 +515,7 @@ async def run_once(
         result.connect_seconds = time.perf_counter() - start
         print(
             f"  {editors} editors ({verifiers} verifying) + {viewers} viewers joined in {result.connect_seconds:.1f} s "
-            f"(server pid {server.pid}, log {log})",
+            f"(server pid {server.serving_pid}, {'gunicorn, gevent' if args.gunicorn else 'flask serve'}, log {log})",
             flush=True,
         )
 
@@ -529,7 +533,7 @@ async def run_once(
         await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
         cpu0, self0, lag0, busy0 = server.cpu_seconds(), proc_cpu_seconds("self"), len(lags), core_busy_seconds()
         if args.profile:
-            profiler = start_profiler(server.pid, args.duration, Path(args.profile), editors, viewers)
+            profiler = start_profiler(server.serving_pid, args.duration, Path(args.profile), editors, viewers)
         await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
         cpu1, self1, lag1, busy1 = server.cpu_seconds(), proc_cpu_seconds("self"), len(lags), core_busy_seconds()
         elapsed = time.perf_counter() - window_start
@@ -807,6 +811,10 @@ def main(argv: list[str] | None = None) -> int:
         default=[25],
         help="editors typing at once (default 25); a comma-separated list runs each in turn",
     )
+    parser.add_argument(
+        "--gunicorn", action="store_true",
+        help="serve as in production: gunicorn with deploy/gunicorn.conf.py (gevent), not `flask serve` (threads)",
+    )  # fmt: skip
     parser.add_argument("--viewers", type=int, default=0, help="read-only sockets watching (default 0)")
     parser.add_argument("--sweep", action="store_true", help=f"run for {', '.join(map(str, SWEEP))} editors in turn")
     parser.add_argument("--duration", type=float, default=30.0, help="measured seconds per run (default 30)")

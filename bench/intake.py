@@ -139,26 +139,10 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 class Server(LiveServer):
     """The live test server, optionally pinned to one core with taskset; `flask serve`, or gunicorn with the
-    production settings (deploy/gunicorn.conf.py: one gthread worker)."""
+    production settings (deploy/gunicorn.conf.py: one gevent worker)."""
 
     def __init__(self, env: dict[str, str], log: Path, core: int | None, gunicorn: bool = False) -> None:
-        port = free_port()
-        command = None
-        if gunicorn:
-            env = {**env, "PORT": str(port), "HOST": "127.0.0.1"}
-            command = [str(Path(sys.executable).with_name("gunicorn")), "-c", str(ROOT / "deploy/gunicorn.conf.py")]
-        super().__init__(port, env, log, core=core, command=command)
-        self.gunicorn = gunicorn
-
-    @property
-    def worker_pid(self) -> int:
-        """The process that serves: gunicorn's one worker (the master only watches it), or `flask serve`."""
-        if not self.gunicorn:
-            return self.pid
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-        if len(children) != 1:
-            raise RuntimeError(f"gunicorn should have one worker, found {children}")
-        return int(children[0])
+        super().__init__(free_port(), env, log, core=core, gunicorn=gunicorn)
 
 
 # --- preparing the intake database ----------------------------------------------------------------------
@@ -540,8 +524,8 @@ def run_intake(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
     server = Server(env, log, core=SERVER_CORE, gunicorn=args.gunicorn)
     server.start()
-    server_pid = server.worker_pid
-    served_by = "gunicorn (gthread, one worker)" if args.gunicorn else "flask serve"
+    server_pid = server.serving_pid
+    served_by = "gunicorn (gevent, one worker)" if args.gunicorn else "flask serve"
     print(f"Server pid {server_pid} ({served_by}) on {server.url}, pinned to core {SERVER_CORE}", flush=True)
     worker = None
     if args.search_worker:

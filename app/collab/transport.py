@@ -21,6 +21,21 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from socketio import packet
 
+
+def async_mode() -> str:
+    """How Socket.IO runs here: "gevent" under a server that patched the standard library for gevent
+    (gunicorn's gevent worker, as deploy/gunicorn.conf.py sets up), else "threading" (`flask serve`, tests).
+
+    Decided by the server, not by a setting: Flask-SocketIO's own choice would take gevent whenever it is
+    installed, and gevent without the patching blocks the whole process on every socket read.
+    """
+    try:
+        from gevent import monkey
+    except ImportError:
+        return "threading"
+    return "gevent" if monkey.is_module_patched("socket") else "threading"
+
+
 # One lock per Engine.IO session id. Entries are tiny; they are dropped when the connection goes away.
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()

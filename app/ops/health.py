@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from app.config import ROOT
+from app.extensions import socketio
 
 READY_DEADLINE_SECONDS = 0.8
 REDIS_TIMEOUT_SECONDS = 0.5
@@ -42,7 +43,15 @@ class CheckFailed(Exception):
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    return jsonify({"status": "ok", "pid": os.getpid(), "uptime_seconds": round(time.time() - STARTED, 1)})
+    return jsonify(
+        {
+            "status": "ok",
+            "pid": os.getpid(),
+            "uptime_seconds": round(time.time() - STARTED, 1),
+            # "gevent" under gunicorn with deploy/gunicorn.conf.py, "threading" under `flask serve`.
+            "socketio_mode": socketio.async_mode,
+        }
+    )
 
 
 @bp.get("/readyz")

@@ -2,7 +2,8 @@
 
 Each person has their own browser context (own cookies, own Socket.IO connection). Text is typed with the
 keyboard into CodeMirror; what a page holds is read from `window.accordEditor.text`, the Yjs text the
-editor is bound to.
+editor is bound to. Every test runs against both servers: `flask serve` (threads, as `make run` serves) and
+gunicorn with deploy/gunicorn.conf.py (gevent, as production serves).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import PageLog, screenshot, visit
+from tests.support.live import demo_server
 
 pytestmark = pytest.mark.browser
 
@@ -122,6 +124,17 @@ def line_with(text: str, word: str) -> tuple[str, str]:
 
 def editor_has_focus(page: Any) -> bool:
     return page.evaluate("() => !!document.activeElement?.closest('.cm-content')")
+
+
+@pytest.fixture(scope="module", params=["flask serve", "gunicorn gevent"])
+def base_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The session's `flask serve` server, or a production one of this module's own."""
+    session_server = request.getfixturevalue("live_server")  # also checks that the editor bundle is built
+    if request.param == "flask serve":
+        yield session_server.url
+        return
+    with demo_server("accord-e2e-gevent-", gunicorn=True) as server:
+        yield server.url
 
 
 @pytest.fixture

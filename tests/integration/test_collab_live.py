@@ -1,6 +1,8 @@
 """Co-editing against a real server process: real logins, real Socket.IO clients, a real SQLite file.
 
-Every client keeps its own pycrdt replica, applies the frames the server sends, and compares texts.
+Every client keeps its own pycrdt replica, applies the frames the server sends, and compares texts. Every test
+runs against both servers: `flask serve` (threads, as `make run` serves) and gunicorn with
+deploy/gunicorn.conf.py (gevent, as production serves).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import socketio
 import websocket
 from pycrdt import Doc, merge_updates
@@ -158,8 +161,9 @@ class Editor:
 class Live:
     """A real server on a temporary SQLite file; `kill_and_restart()` swaps in a new process on the same file."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, gunicorn: bool) -> None:
         self.folder = folder
+        self.gunicorn = gunicorn
         self.db_path = folder / "live.sqlite3"
         # Many logins from one address in a minute; the default login limit is meant for people.
         self.env = server_env(f"sqlite:///{self.db_path}", LOGIN_RATE_LIMIT="1000 per minute")
@@ -170,7 +174,9 @@ class Live:
 
     def _start(self) -> LiveServer:
         self.generation += 1
-        server = LiveServer(free_port(), self.env, self.folder / f"server-{self.generation}.log")
+        server = LiveServer(
+            free_port(), self.env, self.folder / f"server-{self.generation}.log", gunicorn=self.gunicorn
+        )
         server.start()
         return server
 
@@ -229,10 +235,10 @@ class Live:
             connection.close()
 
 
-@pytest.fixture(scope="module")
-def live() -> Iterator[Live]:
+@pytest.fixture(scope="module", params=["flask serve", "gunicorn gevent"])
+def live(request: pytest.FixtureRequest) -> Iterator[Live]:
     with tempfile.TemporaryDirectory() as folder:
-        server = Live(Path(folder))
+        server = Live(Path(folder), gunicorn=request.param == "gunicorn gevent")
         try:
             yield server
         finally:
@@ -275,6 +281,11 @@ def form_fields(page: str) -> dict[str, str]:
 
 
 # --- joining ---------------------------------------------------------------------------------------
+
+
+def test_socketio_runs_as_the_server_decides(live: Live) -> None:
+    mode = requests.get(live.url + "/healthz", timeout=5).json()["socketio_mode"]
+    assert mode == ("gevent" if live.gunicorn else "threading")
 
 
 def test_join_syncs_the_server_text(live: Live, people: Callable[..., Editor]) -> None:

@@ -51,12 +51,12 @@ def require_redis() -> None:
 
 
 class Cluster:
-    def __init__(self, folder: Path, database_url: str) -> None:
+    def __init__(self, folder: Path, database_url: str, *, gunicorn: bool) -> None:
         self.env = server_env(database_url, SOCKETIO_MESSAGE_QUEUE=REDIS_URL, LOGIN_RATE_LIMIT="1000 per minute")
         prepare_database(self.env)
         self.servers: list[LiveServer] = []
         for number in (1, 2):
-            server = LiveServer(free_port(), self.env, folder / f"server-{number}.log")
+            server = LiveServer(free_port(), self.env, folder / f"server-{number}.log", gunicorn=gunicorn)
             self.servers.append(server)
             server.start()
         self.editors: list[Editor] = []
@@ -73,8 +73,10 @@ class Cluster:
             server.stop()
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+# Production runs gunicorn's gevent worker (psycopg and the Redis client then wait on gevent's loop);
+# `flask serve` runs threads.
+@pytest.fixture(scope="module", params=["flask serve", "gunicorn gevent"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     require_postgres()
     require_redis()
     name = f"accord_scaleout_{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -84,7 +86,7 @@ def cluster() -> Iterator[Cluster]:
     url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            running = Cluster(Path(folder), url)
+            running = Cluster(Path(folder), url, gunicorn=request.param == "gunicorn gevent")
             try:
                 yield running
             finally:

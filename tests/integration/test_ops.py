@@ -161,6 +161,15 @@ def test_gunicorn_with_the_deploy_config_refuses_before_starting_a_worker():
     assert "SECRET_KEY is a placeholder" in completed.stderr
 
 
+def test_gunicorn_with_an_unknown_worker_class_refuses_in_one_line():
+    completed = subprocess.run(
+        [*GUNICORN, "-c", "deploy/gunicorn.conf.py", "-b", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT, env=bare_env(GUNICORN_WORKER_CLASS="eventlet"), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == "GUNICORN_WORKER_CLASS must be gevent or gthread, not 'eventlet'."
+
+
 def test_gunicorn_without_the_config_stops_instead_of_restarting_workers():
     # wsgi.py exits with gunicorn's "app failed to load" status, so the master halts.
     completed = subprocess.run(
@@ -251,6 +260,8 @@ def test_healthz_answers_without_touching_anything(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json()["status"] == "ok"
+    # Nothing patched the standard library for gevent in this process: Socket.IO runs on threads.
+    assert response.get_json()["socketio_mode"] == "threading"
     assert time.perf_counter() - started < 0.5
 
 
@@ -725,7 +736,6 @@ def production_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         TRUST_PROXY="1",
         LOGIN_RATE_LIMIT="3 per minute",
         SEARCH_INDEX_DIR=str(folder / "index"),
-        GUNICORN_THREADS="20",
         # Plain HTTP on the loopback here, no TLS proxy: a Secure cookie would never come back.
         SESSION_COOKIE_SECURE="0",
     )
@@ -751,8 +761,9 @@ def test_two_gunicorn_processes_on_postgresql_and_redis_are_ready_and_observable
         ready = server.wait_ready()
         assert set(ready["checks"]) == {"database", "migrations", "search_index", "redis_message_queue"}
         assert ready["checks"]["search_index"]["backend"] == "postgresql"
-    pids = {requests.get(server.url + "/healthz", timeout=5).json()["pid"] for server in servers}
-    assert len(pids) == 2
+    health = [requests.get(server.url + "/healthz", timeout=5).json() for server in servers]
+    assert len({answer["pid"] for answer in health}) == 2
+    assert [answer["socketio_mode"] for answer in health] == ["gevent", "gevent"]
 
     # Rate limits live in Redis: attempts on either process count against one limit (3 per minute). One
     # browser session (the CSRF token is signed with the shared SECRET_KEY) from a made-up client address.
@@ -790,6 +801,6 @@ def test_two_gunicorn_processes_on_postgresql_and_redis_are_ready_and_observable
     entries = [json.loads(line) for line in log_text.splitlines() if line.strip()]  # every line is JSON
     assert any(e.get("request_id") == "ops-test-42" and e["logger"] == "accord.request" for e in entries)
     assert any(e.get("request_id") == "ops-csrf-7" and e.get("status") == 400 for e in entries)
-    assert any(e["logger"] == "gunicorn.error" and "Using worker: gthread" in e["message"] for e in entries)
+    assert any(e["logger"] == "gunicorn.error" and "Using worker: gevent" in e["message"] for e in entries)
     assert LONG_SECRET not in log_text
     assert METRICS_TOKEN not in log_text

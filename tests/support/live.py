@@ -19,6 +19,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASK = [sys.executable, "-m", "flask"]
+# The production server: gunicorn with deploy/gunicorn.conf.py (one gevent worker).
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")]
 DEMO_PASSWORD = "accord-demo"
 
 
@@ -51,8 +53,10 @@ class LiveServer:
     # serve the app from another checkout to try a change.
     core: int | None = None
     root: Path = ROOT
-    # Another way to serve than `flask serve` (a benchmark tries gunicorn); it must listen on `port`.
+    # Another way to serve than `flask serve`; it must listen on `port`.
     command: list[str] | None = None
+    # Serve as in production: gunicorn with deploy/gunicorn.conf.py (`command` is then ignored).
+    gunicorn: bool = False
 
     @property
     def url(self) -> str:
@@ -63,17 +67,33 @@ class LiveServer:
         assert self.process is not None
         return self.process.pid
 
+    @property
+    def serving_pid(self) -> int:
+        """The process that serves: gunicorn's one worker (its master only watches it), or `flask serve`."""
+        if not self.gunicorn:
+            return self.pid
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        if len(children) != 1:
+            raise RuntimeError(f"gunicorn should have one worker, found {children}")
+        return int(children[0])
+
     def start(self, timeout: float = 20.0) -> None:
         pin = ["taskset", "-c", str(self.core)] if self.core is not None else []
         with self.log_path.open("ab") as log:
             # The child keeps its own copy of the descriptor; ours can close at once.
-            serve = self.command or [*FLASK, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+            if self.gunicorn:
+                # Tests stop servers with editors still connected: no need to wait 30 s for them to leave.
+                serve = [*GUNICORN, "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "3"]
+            else:
+                serve = self.command or [*FLASK, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
             self.process = subprocess.Popen(
                 [*pin, *serve, *self.extra_args],
                 cwd=self.root,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its own process group, so that a crash can take gunicorn's worker down with its master.
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -82,15 +102,16 @@ class LiveServer:
             try:
                 if requests.get(self.url + "/login", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            # gunicorn listens before its worker has loaded the app: a request can then time out.
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not answer within {timeout} s; see {self.log_path}")
 
     def kill(self) -> None:
-        """SIGKILL: no clean shutdown, no flush, as in a crash."""
+        """SIGKILL to every process of the server: no clean shutdown, no flush, as in a crash."""
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self) -> None:
@@ -103,8 +124,10 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(env: dict[str, str], log_path: Path, port: int | None = None) -> Iterator[LiveServer]:
-    server = LiveServer(port or free_port(), env, log_path)
+def live_server(
+    env: dict[str, str], log_path: Path, port: int | None = None, *, gunicorn: bool = False
+) -> Iterator[LiveServer]:
+    server = LiveServer(port or free_port(), env, log_path, gunicorn=gunicorn)
     server.start()
     try:
         yield server
@@ -113,7 +136,7 @@ def live_server(env: dict[str, str], log_path: Path, port: int | None = None) ->
 
 
 @contextmanager
-def demo_server(prefix: str) -> Iterator[LiveServer]:
+def demo_server(prefix: str, *, gunicorn: bool = False) -> Iterator[LiveServer]:
     """A live server on a fresh temporary SQLite database prepared as `make run` prepares one (migrations, the
     demo codes, the demo accounts), with a search index of its own and room for many logins."""
     with tempfile.TemporaryDirectory(prefix=prefix) as folder:
@@ -123,7 +146,7 @@ def demo_server(prefix: str) -> Iterator[LiveServer]:
             f"sqlite:///{tmp}/accord.sqlite3", LOGIN_RATE_LIMIT="1000 per minute", SEARCH_INDEX_DIR=str(tmp / "index")
         )
         prepare_database(env)
-        with live_server(env, tmp / "server.log") as server:
+        with live_server(env, tmp / "server.log", gunicorn=gunicorn) as server:
             yield server
 
 
