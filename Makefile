@@ -8,8 +8,9 @@ export FLASK_APP := app:create_app
 
 .PHONY: run test setup install assets translations db browser lint messages bench clean
 
+# The production server in its embedded form: one gunicorn process with its gevent worker (deploy/gunicorn.conf.py).
 run: setup
-	$(BIN)/flask serve --host $(HOST) --port $(PORT)
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c deploy/gunicorn.conf.py
 
 test: setup browser
 	$(BIN)/python -m pytest

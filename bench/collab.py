@@ -5,6 +5,7 @@ Run from the repository root:
     .venv/bin/python bench/collab.py --editors 25             # one run: 25 editors, 5 s warm-up, 30 s measured
     .venv/bin/python bench/collab.py --editors 200 --viewers 200
     .venv/bin/python bench/collab.py --sweep                  # 10, 25, 50, 100, 150 and 200 editors
+    .venv/bin/python bench/collab.py --sweep --gunicorn       # against the production server (gunicorn, gevent)
     .venv/bin/python bench/collab.py --editors 150 --profile /tmp/prof   # plus a py-spy profile of the server
 
 What it does, per run:
@@ -12,7 +13,8 @@ What it does, per run:
 * A temporary SQLite database set up as `make run` does (migrate, demo drafts, demo accounts), whose demo
   code's working text is then made ~60,000 words through the real working-text form (logged in as the
   chair). The database is prepared once and copied for each run, so every run starts from the same text.
-* A real server process (`flask serve`, threading mode) pinned to core 0 with `taskset -c 0`; this load
+* A real server process (`flask serve`, threading mode; with `--gunicorn`, gunicorn with deploy/gunicorn.conf.py,
+  gevent mode, its worker measured) pinned to core 0 with `taskset -c 0`; this load
   generator pins itself to core 1. Traffic goes to 127.0.0.1 only, and every run stops by itself.
 * N editors (python-socketio `AsyncClient`s over WebSocket, all in this one asyncio thread, logged in as
   editor@ and chair@ alternately) each type a unique 5-character token (" @" + 4 base-62 characters,
@@ -859,7 +861,8 @@ def main(argv: list[str] | None = None) -> int:
             print(describe(result), flush=True)
             results.append(result)
     print()
-    print(f"Co-editing benchmark, {words:,}-word working text, {dt.date.today().isoformat()}:")
+    served_by = "gunicorn (gevent)" if args.gunicorn else "flask serve (threads)"
+    print(f"Co-editing benchmark, {words:,}-word working text, {served_by}, {dt.date.today().isoformat()}:")
     print(table(results))
     print(
         f"\nTotal benchmark time: {time.perf_counter() - began:.0f} s (Python {sys.version.split()[0]}, {sys.platform})"

@@ -13,7 +13,8 @@ Part 1, intake:
   per submitter (`bench-NN@accord.example`, created in-process before the server starts). The demo code
   `gpai-code` has version 2 published and its consultation window open; version 3 exists unpublished, so
   every comment on version 2 is also carried forward into version 3 as it is taken.
-* A real server process (`flask serve`, threading mode) pinned to core 0 with `taskset -c 0`; this load
+* A real server process (`flask serve`, threading mode; with `--gunicorn`, gunicorn with deploy/gunicorn.conf.py,
+  gevent mode, its worker measured) pinned to core 0 with `taskset -c 0`; this load
   generator pins itself to core 1. Traffic goes to 127.0.0.1 only and the run stops by itself.
 * N submitters (asyncio coroutines over one aiohttp client, each logged in as its own account through the real
   login form) post comments back to back (a closed loop: each waits for its answer before the next) to

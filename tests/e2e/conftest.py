@@ -1,9 +1,9 @@
 """Browser fixtures: one real Accord server for the session, headless Chromium, logged-in pages.
 
-The server is a real `flask serve` process on a temporary SQLite database prepared as `make run` does
-(migrations, the demo codes from drafts/, the demo accounts). Every page gets a fresh browser context
-(its own cookies) and a log of what went wrong in it: console errors, uncaught exceptions and
-Content-Security-Policy violations.
+The server is the one `make run` starts (gunicorn with deploy/gunicorn.conf.py, gevent) on a temporary SQLite
+database prepared as `make run` does (migrations, the demo codes from drafts/, the demo accounts). Every
+page gets a fresh browser context (its own cookies) and a log of what went wrong in it: console errors,
+uncaught exceptions and Content-Security-Policy violations.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def live_server() -> Iterator[LiveServer]:
         _skip_or_fail(f"{EDITOR_BUNDLE.relative_to(ROOT)} is missing: run `make assets`")
     if EDITOR_SOURCE.stat().st_mtime > EDITOR_BUNDLE.stat().st_mtime:
         _skip_or_fail(f"{EDITOR_BUNDLE.relative_to(ROOT)} is older than its source: run `make assets`")
-    with demo_server("accord-e2e-") as server:
+    with demo_server("accord-e2e-", gunicorn=True) as server:
         yield server
 
 

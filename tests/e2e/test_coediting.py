@@ -126,14 +126,14 @@ def editor_has_focus(page: Any) -> bool:
     return page.evaluate("() => !!document.activeElement?.closest('.cm-content')")
 
 
-@pytest.fixture(scope="module", params=["flask serve", "gunicorn gevent"])
+@pytest.fixture(scope="module", params=["gunicorn gevent", "flask serve"])
 def base_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The session's `flask serve` server, or a production one of this module's own."""
+    """The session's server (gunicorn, as `make run`), or a `flask serve` one of this module's own."""
     session_server = request.getfixturevalue("live_server")  # also checks that the editor bundle is built
-    if request.param == "flask serve":
+    if request.param == "gunicorn gevent":
         yield session_server.url
         return
-    with demo_server("accord-e2e-gevent-", gunicorn=True) as server:
+    with demo_server("accord-e2e-threads-") as server:
         yield server.url
 
 
