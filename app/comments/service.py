@@ -29,6 +29,7 @@ from app.comments.models import (
     Notification,
     Visibility,
 )
+from app.cooperative import pausing
 from app.db import after_commit, utcnow
 from app.drafting.models import Clause, Code, Version, code_with_versions_without_texts
 from app.drafting.rendering import render_fragment
@@ -43,6 +44,8 @@ MAX_PROPOSAL = 20_000
 # Near the deadline, a refused submission's first sight is recorded (see note_refused_attempt).
 DEADLINE_MARGIN = dt.timedelta(minutes=30)
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
+# Comments re-anchored between pauses (app/cooperative.py): about a millisecond of work each.
+PAUSE_EVERY_COMMENTS = 20
 
 
 # --- the consultation window ---------------------------------------------------------------------
@@ -813,7 +816,8 @@ def reanchor_comments(session: Session, new: Version) -> ReanchorReport:
         )
         .options(selectinload(Comment.anchors))
     )
-    for comment in comments:
+    # Seconds of work for thousands of comments, while the version's cut waits: let editors' frames through.
+    for comment in pausing(comments, every=PAUSE_EVERY_COMMENTS):
         if comment.anchor_in(new.id) is not None:
             continue
         placed = [comment.version] + [

@@ -2,8 +2,8 @@
 
 Each person has their own browser context (own cookies, own Socket.IO connection). Text is typed with the
 keyboard into CodeMirror; what a page holds is read from `window.accordEditor.text`, the Yjs text the
-editor is bound to. Every test runs against both servers: `flask serve` (threads, as `make run` serves) and
-gunicorn with deploy/gunicorn.conf.py (gevent, as production serves).
+editor is bound to. The server is the one `make run` starts (gunicorn, gevent);
+tests/integration/test_collab_live.py runs the protocol against `flask serve` too.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import PageLog, screenshot, visit
-from tests.support.live import demo_server
 
 pytestmark = pytest.mark.browser
 
@@ -124,17 +123,6 @@ def line_with(text: str, word: str) -> tuple[str, str]:
 
 def editor_has_focus(page: Any) -> bool:
     return page.evaluate("() => !!document.activeElement?.closest('.cm-content')")
-
-
-@pytest.fixture(scope="module", params=["gunicorn gevent", "flask serve"])
-def base_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The session's server (gunicorn, as `make run`), or a `flask serve` one of this module's own."""
-    session_server = request.getfixturevalue("live_server")  # also checks that the editor bundle is built
-    if request.param == "gunicorn gevent":
-        yield session_server.url
-        return
-    with demo_server("accord-e2e-threads-") as server:
-        yield server.url
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import warnings
 from sqlalchemy import func, select
 from sqlalchemy.exc import SAWarning
 
+from app import cooperative
 from app.accounts.models import Role
 from app.audit.models import AuditEvent
 from app.comments import service
@@ -740,6 +741,27 @@ def _anchor(session, comment: Comment, version: Version) -> CommentAnchor:
 
 def _version(session, code, number: int) -> Version:
     return session.scalars(select(Version).where(Version.code_id == code.id, Version.number == number)).one()
+
+
+def test_re_anchoring_many_comments_gives_way_between_them(session, make_user, make_code, monkeypatch):
+    code = make_code(versions=1, published=1)
+    set_window(session, code)
+    stakeholder = make_user()
+    remarks = [
+        comment_as(session, stakeholder, code.versions[0], body=f"Remark {n}.")
+        for n in range(2 * service.PAUSE_EVERY_COMMENTS)
+    ]
+    session.commit()
+    pauses: list[int] = []
+    # Only re-anchoring pauses while a version is cut; under gevent each pause lets editors' frames through.
+    monkeypatch.setattr(cooperative, "pause", lambda: pauses.append(1))
+
+    drafting.cut_version(session, None, code, label="Second draft", markdown=SAMPLE_VERSIONS[1])
+    session.commit()
+
+    v2 = _version(session, code, 2)
+    assert all(_anchor(session, remark, v2).state == AnchorState.ANCHORED for remark in remarks)
+    assert len(pauses) == 2
 
 
 def test_new_versions_carry_comments_forward_with_their_state(app, client, session, make_user, make_code, group, login):
