@@ -185,7 +185,7 @@ class CollabHub:
             room.members[member.sid] = member
             state_vector = room.doc.get_state()
             others = [m.last_awareness for m in room.members.values() if m.last_awareness and m.sid != member.sid]
-        return missing, state_vector, others
+        return missing, state_vector, [awareness_codec.merge(others)] if others else []
 
     def leave(self, sid: str) -> None:
         """Remove a connection from every room; announce its cursors gone; compact rooms left empty."""
@@ -388,7 +388,9 @@ class CollabHub:
                         self._send("update", {"code": room.code_id, "update": frame}, room.code_id)
                         self.stats["frames"] += 1
                     if presence:
-                        self._send("awareness", {"code": room.code_id, "updates": presence}, room.code_id)
+                        # Still a list, as the join's answer is: one merged update per frame.
+                        merged = awareness_codec.merge(presence)
+                        self._send("awareness", {"code": room.code_id, "updates": [merged]}, room.code_id)
                 except Exception:
                     log.exception("could not send a co-editing frame")
 

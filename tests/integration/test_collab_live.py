@@ -24,7 +24,7 @@ import pytest
 import requests
 import socketio
 import websocket
-from pycrdt import Doc, merge_updates
+from pycrdt import Awareness, Doc, merge_updates
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -546,6 +546,32 @@ def test_presence_is_relayed_and_removed_when_its_owner_leaves(people: Callable[
     assert later.join()["awareness"] == [presence]
     editor.disconnect()
     assert wait_until(lambda: any(awareness_codec.read_clients(u) == {424242: (4, False)} for u in watcher.awareness))
+
+
+def test_a_burst_of_presence_reaches_others_merged_with_the_latest_state_of_each(
+    people: Callable[..., Editor],
+) -> None:
+    first, second, watcher = people(EDITOR), people(CHAIR), people(OBSERVER)
+    join_all(first, second, watcher)
+    burst = 40
+    for clock in range(1, burst + 1):
+        # Without waiting for answers, as a browser moving a cursor would: events may be handled out of order.
+        first.client.emit(
+            "awareness", {"code": CODE, "update": _presence(111, clock, f'{{"cursor":{clock}}}')}, NAMESPACE
+        )
+        second.client.emit(
+            "awareness", {"code": CODE, "update": _presence(222, clock, f'{{"cursor":{-clock}}}')}, NAMESPACE
+        )
+
+    def seen() -> dict[int, Any]:
+        receiver = Awareness(Doc())
+        for update in list(watcher.awareness):
+            receiver.apply_awareness_update(update, "server")
+        return receiver.states
+
+    assert wait_until(lambda: seen().get(111) == {"cursor": burst} and seen().get(222) == {"cursor": -burst})
+    # One presence message per frame, however many cursors moved meanwhile (here 80 changes).
+    assert len(watcher.awareness) < 2 * burst
 
 
 @pytest.mark.parametrize(

@@ -523,3 +523,37 @@ def test_read_clients_refuses_malformed_updates_with_value_error(garbage):
     # The documented contract (and what the socket handler catches to answer 400) is ValueError.
     with pytest.raises(ValueError):  # noqa: PT011 - the type is the contract here
         awareness_codec.read_clients(garbage)
+
+
+def _states_after(updates: list[bytes], prior: bytes | None) -> dict[int, object]:
+    receiver = Awareness(Doc())
+    if prior is not None:
+        receiver.apply_awareness_update(prior, "server")
+    for update in updates:
+        receiver.apply_awareness_update(update, "server")
+    return {client: state for client, state in receiver.states.items() if client != receiver.client_id}
+
+
+# Few clients and clocks, so that the same client often appears at the same clock with another state.
+few_clients = st.integers(1, 4)
+few_clocks = st.integers(0, 4)
+entry_states = st.sampled_from(['{"user":{"name":"Åsa 😀"}}', '{"cursor":{"anchor":1}}', "null", ""])
+small_updates = st.dictionaries(few_clients, st.tuples(few_clocks, entry_states), min_size=1, max_size=4)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(small_updates.map(_awareness_update), min_size=1, max_size=8), st.one_of(st.none(), small_updates))
+def test_merged_presence_leaves_a_receiver_where_the_updates_in_order_would(updates, prior):
+    # A receiver that already knew some clients (prior) must end the same too: clocks decide, not arrival.
+    prior_update = _awareness_update(prior) if prior is not None else None
+    merged = awareness_codec.merge(updates)
+
+    assert _states_after([merged], prior_update) == _states_after(updates, prior_update)
+    assert set(awareness_codec.read_clients(merged)) == {
+        client for update in updates for client in awareness_codec.read_clients(update)
+    }
+
+
+def test_merging_presence_refuses_a_malformed_update():
+    with pytest.raises(ValueError):  # noqa: PT011 - the type is the contract here
+        awareness_codec.merge([_awareness_update({1: (1, "{}")}), b"\x01\x05"])
