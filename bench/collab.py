@@ -20,7 +20,9 @@ What it does, per run:
   editor@ and chair@ alternately) each type a unique 5-character token (" @" + 4 base-62 characters,
   inserted before a space so that no token is ever split by another) every 200 ms ± 20 %, at a random
   place in the text, and send it as a CRDT update (`update {code, update}`), without waiting for the
-  previous one to be acknowledged (as the browser editor does).
+  previous one to be acknowledged (as the browser editor does). With each token the editor also sends its
+  presence (`awareness {code, update}`: a y-protocols awareness update with its name, colour and cursor, as
+  y-codemirror.next writes it, ~250 bytes), as the browser does when the cursor moves; `--no-presence` leaves it out.
   - A few "verifying" editors (`--verifiers`, default 3) hold the full document: they apply every frame
     the server sends and insert at random places in the live text.
   - The other editors hold a pycrdt document synced once at join and never updated by others' frames:
@@ -30,9 +32,12 @@ What it does, per run:
 
 Latency is measured from the moment an editor sends an update until each *other* client (editors and
 viewers) receives the merged frame holding its token, per receiving client, for the updates sent during
-the measured window (deliveries that arrive after the window still count). At the end, once the server
-is quiet, a fresh client joins and fetches the server's text: every verifying editor's text must equal
-it, and every acknowledged token must appear in it exactly once.
+the measured window (deliveries that arrive after the window still count). Presence latency likewise, from
+sending a presence update until each other client receives the merged presence frame holding it (a state
+that the same editor replaced before the frame left is superseded, not late: it is counted apart).
+
+At the end, once the server is quiet, a fresh client joins and fetches the server's text: every verifying
+editor's text must equal it, and every acknowledged token must appear in it exactly once.
 
 The generator's own CPU use and the lag of its event loop are reported too: when the generator is
 saturated the latencies it measures are too high, not too low.
@@ -45,6 +50,7 @@ import asyncio
 import bisect
 import contextlib
 import datetime as dt
+import json
 import logging
 import math
 import os
@@ -74,6 +80,7 @@ except ImportError:
     sys.exit("bench/collab.py needs aiohttp, which the app does not: .venv/bin/pip install aiohttp")
 from pycrdt import Doc, Text  # noqa: E402
 
+from app.collab import awareness  # noqa: E402
 from tests.support.live import LiveServer, free_port, login, prepare_database, server_env, socket_headers  # noqa: E402
 
 NAMESPACE = "/collab"
@@ -88,6 +95,8 @@ HIST_BIN = 1e-4  # latency histogram resolution: 0.1 ms
 HIST_BINS = 600_000  # up to 60 s; later deliveries fall in the last bin
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 TOKEN_RE = re.compile(rb" @([0-9A-Za-z]{4})")
+PRESENCE_COLOURS = ("#30bced", "#6eeb83", "#ffbc42", "#ecd444", "#ee6352", "#9ac2c9", "#8acb88", "#1be7ff")
+PRESENCE_SEQUENCE = re.compile(r'"bench":(\d+)')
 ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Timeout)):")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Targets from the issue: (editors, viewers) -> p95 send-to-peer latency in ms.
@@ -235,6 +244,14 @@ class Recorder:
         self.arrival_frame = array("i")
         self.last_arrival = 0.0
         self.disconnects = 0
+        # Presence: each update's send time by its sequence number (in its state); frames interned as above.
+        self.presence_sent_at = array("d")
+        self.presence_sender = array("i")
+        self.presence_frames: dict[bytes, int] = {}
+        self.presence_list: list[bytes] = []
+        self.presence_client = array("i")
+        self.presence_at = array("d")
+        self.presence_frame = array("i")
 
     def new_token(self, client: int) -> tuple[int, bytes]:
         number = len(self.tokens)
@@ -257,6 +274,23 @@ class Recorder:
         self.arrival_client.append(client)
         self.arrival_at.append(now)
         self.arrival_frame.append(number)
+        self.last_arrival = now
+
+    def new_presence(self, client: int) -> int:
+        self.presence_sender.append(client)
+        self.presence_sent_at.append(time.perf_counter())
+        return len(self.presence_sent_at) - 1
+
+    def presence_arrives(self, client: int, frame: bytes) -> None:
+        now = time.perf_counter()
+        number = self.presence_frames.get(frame)
+        if number is None:
+            number = len(self.presence_list)
+            self.presence_frames[frame] = number
+            self.presence_list.append(frame)
+        self.presence_client.append(client)
+        self.presence_at.append(now)
+        self.presence_frame.append(number)
         self.last_arrival = now
 
     def ack(self, number: int, answer: Any) -> None:
@@ -286,11 +320,13 @@ class Client:
             websocket_extra_options={"max_msg_size": 64 * 1024 * 1024},
         )
         self.sio.on("update", self.on_frame, namespace=NAMESPACE)
+        self.sio.on("awareness", self.on_presence, namespace=NAMESPACE)
         self.sio.on("disconnect", self.on_disconnect, namespace=NAMESPACE)
         self.doc: Doc | None = None
         self.text: Text | None = None
         self.mirror = b""  # verifying editors: the document's text as UTF-8, kept in step with every change
         self.own: list[int] = []  # cheap editors: base-text offsets of their own inserts, sorted
+        self.presence_clock = 0
         self.connected = False
 
     # Frames -----------------------------------------------------------------------------------------
@@ -303,6 +339,11 @@ class Client:
         if self.kind == "verifier":
             assert self.doc is not None
             self.doc.apply_update(frame)
+
+    def on_presence(self, message: dict[str, Any]) -> None:
+        if message.get("code") == self.code_id:
+            for update in message["updates"]:
+                self.recorder.presence_arrives(self.number, update)
 
     def on_disconnect(self, *args: Any) -> None:
         if self.connected:
@@ -375,7 +416,25 @@ class Client:
         self.text.insert(position, " @" + token.decode())
         return self.doc.get_update(before)
 
-    async def type(self, stop_at: float, interval: float, boundaries: list[int], rng: random.Random) -> None:
+    def make_presence(self, position: int, sequence: int) -> bytes:
+        """This editor's awareness state after typing at `position`, shaped as y-codemirror.next's."""
+        assert self.doc is not None
+        self.presence_clock += 1
+        colour = PRESENCE_COLOURS[self.number % len(PRESENCE_COLOURS)]
+        at = {"type": None, "tname": "text", "item": {"client": self.doc.client_id, "clock": position}, "assoc": 0}
+        state = json.dumps(
+            {
+                "user": {"name": f"Bench editor {self.number}", "color": colour, "colorLight": f"{colour}33"},
+                "cursor": {"anchor": at, "head": at},
+                "bench": sequence,
+            },
+            separators=(",", ":"),
+        )
+        return awareness.encode({self.doc.client_id: (self.presence_clock, state)})
+
+    async def type(
+        self, stop_at: float, interval: float, boundaries: list[int], rng: random.Random, presence: bool
+    ) -> None:
         recorder = self.recorder
         next_at = time.perf_counter() + rng.uniform(0, interval)
         while True:
@@ -394,6 +453,10 @@ class Client:
                 namespace=NAMESPACE,
                 callback=lambda answer=None, number=number: recorder.ack(number, answer),
             )
+            if presence:
+                sequence = recorder.new_presence(self.number)
+                update = self.make_presence(number, sequence)
+                await self.sio.emit("awareness", {"code": self.code_id, "update": update}, namespace=NAMESPACE)
 
 
 async def fetch_state(url: str, headers: dict[str, str], code_id: int) -> bytes:
@@ -434,6 +497,10 @@ class Result:
     deliveries: int = 0
     missing: int = 0
     frames_per_client: float = 0.0
+    presence_sent: int = 0
+    presence_latency: dict[str, float] = field(default_factory=dict)
+    presence_deliveries: int = 0
+    presence_superseded: int = 0
     server_cpu: float = 0.0
     server_rss: float = 0.0
     server_peak_rss: float = 0.0
@@ -528,7 +595,9 @@ async def run_once(
         window_start = began + args.warmup
         window_end = window_start + args.duration
         typists = [
-            asyncio.create_task(c.type(window_end, args.interval, boundaries, random.Random(rng.random())))
+            asyncio.create_task(
+                c.type(window_end, args.interval, boundaries, random.Random(rng.random()), args.presence)
+            )
             for c in clients
             if c.kind != "viewer"
         ]
@@ -658,12 +727,40 @@ def analyse(recorder: Recorder, result: Result, window_start: float, window_end:
     expected = (clients - 1) * sum(in_window)
     result.missing = expected - total
     result.frames_per_client = frames_in_window / clients / result.duration
+    analyse_presence(recorder, result, window_start, window_end, clients)
     if expected:
         result.latency = {
             "p50": percentile(counts, expected, 50),
             "p95": percentile(counts, expected, 95),
             "p99": percentile(counts, expected, 99),
             "max": math.inf if result.missing else worst * 1000,
+        }
+
+
+def analyse_presence(recorder: Recorder, result: Result, window_start: float, window_end: float, clients: int) -> None:
+    """Presence send-to-peer latency, from the sequence numbers in each delivered state."""
+    sent_at, sender = recorder.presence_sent_at, recorder.presence_sender
+    in_window = [window_start <= at < window_end for at in sent_at]
+    result.presence_sent = sum(in_window)
+    frame_sequences = []
+    for frame in recorder.presence_list:
+        numbers = []
+        for _, _, state in awareness.entries(frame):
+            match = PRESENCE_SEQUENCE.search(state)
+            if match and in_window[int(match.group(1))]:
+                numbers.append(int(match.group(1)))
+        frame_sequences.append(numbers)
+    latencies: list[float] = []
+    for client, at, frame in zip(recorder.presence_client, recorder.presence_at, recorder.presence_frame, strict=True):
+        latencies.extend(at - sent_at[n] for n in frame_sequences[frame] if sender[n] != client)
+    result.presence_deliveries = len(latencies)
+    # Not lost: a newer state from the same editor replaced it before the frame left (or the run ended first).
+    result.presence_superseded = (clients - 1) * result.presence_sent - len(latencies)
+    if latencies:
+        latencies.sort()
+        result.presence_latency = {
+            "p50": statistics.median(latencies) * 1000,
+            "p95": latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)] * 1000,
         }
 
 
@@ -740,6 +837,7 @@ def table(results: list[Result]) -> str:
         "Refused / unacked",
         "Missing deliveries",
         "Ack p95 (ms)",
+        "Presence p50 / p95 (ms)",
         "Frames/s per client",
         "Server CPU",
         "Server RSS (MiB)",
@@ -767,6 +865,9 @@ def table(results: list[Result]) -> str:
                 f"{sum(r.refusals.values())} / {r.unacked}",
                 f"{r.missing:,} of {r.deliveries + r.missing:,}",
                 fmt_ms(r.ack.get("p95")),
+                f"{fmt_ms(r.presence_latency.get('p50'))} / {fmt_ms(r.presence_latency.get('p95'))}"
+                if r.presence_sent
+                else "off",
                 f"{r.frames_per_client:.1f}",
                 f"{r.server_cpu:.0f} %",
                 f"{r.server_rss:.0f}",
@@ -792,6 +893,9 @@ def describe(r: Result) -> str:
         f"p95 {fmt_ms(r.latency.get('p95'))} ms, p99 {fmt_ms(r.latency.get('p99'))} ms, "
         f"max {fmt_ms(r.latency.get('max'))} ms over {r.deliveries:,} deliveries ({r.missing:,} missing); "
         f"ack median {fmt_ms(r.ack.get('p50'))} ms, p95 {fmt_ms(r.ack.get('p95'))} ms; "
+        f"presence: sent {r.presence_sent:,}, median {fmt_ms(r.presence_latency.get('p50'))} ms, "
+        f"p95 {fmt_ms(r.presence_latency.get('p95'))} ms over {r.presence_deliveries:,} deliveries "
+        f"({r.presence_superseded:,} superseded); "
         f"refusals {r.refusals or 0}, unacked {r.unacked}, client disconnects {r.disconnects}, "
         f"tracebacks in the server log {r.server_errors} {r.server_error_kinds or ''}; "
         f"{r.frames_per_client:.1f} frames/s per client; server CPU {r.server_cpu:.0f} % of core {SERVER_CORE}, "
@@ -823,6 +927,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of typing before measuring (default 5)")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between an editor's tokens (default 0.2)")
     parser.add_argument("--verifiers", type=int, default=3, help="editors that hold the full document (default 3)")
+    parser.add_argument(
+        "--no-presence", dest="presence", action="store_false",
+        help="editors send no presence (awareness) updates; by default one goes with every token, as in a browser",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", metavar="DIR", help="record a py-spy profile of the server (raw stacks) into DIR")
     parser.add_argument("--logs", metavar="DIR", help="keep each run's server log in DIR")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from pycrdt import Decoder, write_var_uint
 
 MAX_CLIENTS = 1000
@@ -11,8 +9,8 @@ MAX_CLIENTS = 1000
 _REMOVED = ("", "null")
 
 
-def _entries(update: bytes) -> Iterator[tuple[int, int, str]]:
-    """Yield (client id, clock, state JSON) for each client in an awareness update.
+def entries(update: bytes) -> list[tuple[int, int, str]]:
+    """Return (client id, clock, state JSON) for each client in an awareness update.
 
     Raises:
         ValueError: when the bytes are not an awareness update.
@@ -22,19 +20,20 @@ def _entries(update: bytes) -> Iterator[tuple[int, int, str]]:
         count = decoder.read_var_uint()
         if count > MAX_CLIENTS:
             raise ValueError("too many clients in one awareness update")
-        entries = [(decoder.read_var_uint(), decoder.read_var_uint(), decoder.read_var_string()) for _ in range(count)]
+        found = [(decoder.read_var_uint(), decoder.read_var_uint(), decoder.read_var_string()) for _ in range(count)]
     except (RuntimeError, IndexError) as error:  # pycrdt's decoder raises these on short input
         raise ValueError("not an awareness update") from error
     if decoder.length != 0:
         raise ValueError("not an awareness update: truncated or trailing bytes")
-    yield from entries
+    return found
 
 
-def _encode(entries: dict[int, tuple[int, str]]) -> bytes:
+def encode(states: dict[int, tuple[int, str]]) -> bytes:
+    """Encode {client id: (clock, state JSON)} as an awareness update."""
     # Not pycrdt's Encoder.write_var_string: it writes a string's length in characters, and lib0 (the
     # browser) reads it as a length in bytes, so any non-ASCII name would break every presence after it.
-    parts = [write_var_uint(len(entries))]
-    for client_id, (clock, state) in entries.items():
+    parts = [write_var_uint(len(states))]
+    for client_id, (clock, state) in states.items():
         encoded = state.encode("utf-8")
         parts += [write_var_uint(client_id), write_var_uint(clock), write_var_uint(len(encoded)), encoded]
     return b"".join(parts)
@@ -46,7 +45,7 @@ def read_clients(update: bytes) -> dict[int, tuple[int, bool]]:
     Raises:
         ValueError: when the bytes are not an awareness update.
     """
-    return {client_id: (clock, state not in _REMOVED) for client_id, clock, state in _entries(update)}
+    return {client_id: (clock, state not in _REMOVED) for client_id, clock, state in entries(update)}
 
 
 def merge(updates: list[bytes]) -> bytes:
@@ -63,13 +62,13 @@ def merge(updates: list[bytes]) -> bytes:
         return updates[0]
     latest: dict[int, tuple[int, str]] = {}
     for update in updates:
-        for client_id, clock, state in _entries(update):
+        for client_id, clock, state in entries(update):
             known = latest.get(client_id)
             if known is None or clock > known[0] or (clock == known[0] and state in _REMOVED):
                 latest[client_id] = (clock, state)
-    return _encode(latest)
+    return encode(latest)
 
 
 def removal_update(clocks: dict[int, int]) -> bytes:
     """Encode an update that marks these clients as gone (state null, clock advanced)."""
-    return _encode({client_id: (clock + 1, "null") for client_id, clock in clocks.items()})
+    return encode({client_id: (clock + 1, "null") for client_id, clock in clocks.items()})
