@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import bisect
 import contextlib
 import datetime as dt
@@ -237,8 +238,8 @@ class Recorder:
         self.ack_ok = array("b")
         self.refusals: Counter[str] = Counter()
         # Frames are interned: every client receives the same bytes, so each frame is parsed once, later.
-        self.frames: dict[bytes, int] = {}
-        self.frame_list: list[bytes] = []
+        self.frames: dict[str, int] = {}
+        self.frame_list: list[str] = []
         self.arrival_client = array("i")
         self.arrival_at = array("d")
         self.arrival_frame = array("i")
@@ -247,8 +248,8 @@ class Recorder:
         # Presence: each update's send time by its sequence number (in its state); frames interned as above.
         self.presence_sent_at = array("d")
         self.presence_sender = array("i")
-        self.presence_frames: dict[bytes, int] = {}
-        self.presence_list: list[bytes] = []
+        self.presence_frames: dict[str, int] = {}
+        self.presence_list: list[str] = []
         self.presence_client = array("i")
         self.presence_at = array("d")
         self.presence_frame = array("i")
@@ -264,7 +265,7 @@ class Recorder:
         self.ack_ok.append(-1)
         return number, token
 
-    def arrive(self, client: int, frame: bytes) -> None:
+    def arrive(self, client: int, frame: str) -> None:
         now = time.perf_counter()
         number = self.frames.get(frame)
         if number is None:
@@ -281,7 +282,7 @@ class Recorder:
         self.presence_sent_at.append(time.perf_counter())
         return len(self.presence_sent_at) - 1
 
-    def presence_arrives(self, client: int, frame: bytes) -> None:
+    def presence_arrives(self, client: int, frame: str) -> None:
         now = time.perf_counter()
         number = self.presence_frames.get(frame)
         if number is None:
@@ -319,8 +320,7 @@ class Client:
             request_timeout=30,
             websocket_extra_options={"max_msg_size": 64 * 1024 * 1024},
         )
-        self.sio.on("update", self.on_frame, namespace=NAMESPACE)
-        self.sio.on("awareness", self.on_presence, namespace=NAMESPACE)
+        self.sio.on("frame", self.on_frame, namespace=NAMESPACE)
         self.sio.on("disconnect", self.on_disconnect, namespace=NAMESPACE)
         self.doc: Doc | None = None
         self.text: Text | None = None
@@ -332,18 +332,18 @@ class Client:
     # Frames -----------------------------------------------------------------------------------------
 
     def on_frame(self, message: dict[str, Any]) -> None:
+        # Frames stay base64 here: every client gets the same text, decoded once per frame in the analysis.
         if message.get("code") != self.code_id:
             return
-        frame = message["update"]
-        self.recorder.arrive(self.number, frame)
-        if self.kind == "verifier":
-            assert self.doc is not None
-            self.doc.apply_update(frame)
-
-    def on_presence(self, message: dict[str, Any]) -> None:
-        if message.get("code") == self.code_id:
-            for update in message["updates"]:
-                self.recorder.presence_arrives(self.number, update)
+        frame = message.get("update")
+        if frame is not None:
+            self.recorder.arrive(self.number, frame)
+            if self.kind == "verifier":
+                assert self.doc is not None
+                self.doc.apply_update(base64.b64decode(frame))
+        presence = message.get("awareness")
+        if presence is not None:
+            self.recorder.presence_arrives(self.number, presence)
 
     def on_disconnect(self, *args: Any) -> None:
         if self.connected:
@@ -701,10 +701,8 @@ def analyse(recorder: Recorder, result: Result, window_start: float, window_end:
             "p95": acks[max(0, math.ceil(0.95 * len(acks)) - 1)],
         }
 
-    frame_tokens = [
-        [n for n in (recorder.index.get(t) for t in TOKEN_RE.findall(frame)) if n is not None and in_window[n]]
-        for frame in recorder.frame_list
-    ]
+    tokens_of = (map(recorder.index.get, TOKEN_RE.findall(base64.b64decode(frame))) for frame in recorder.frame_list)
+    frame_tokens = [[n for n in numbers if n is not None and in_window[n]] for numbers in tokens_of]
     counts = array("q", bytes(8 * HIST_BINS))
     delivered = array("i", bytes(4 * len(recorder.tokens)))
     sent_at, sender = recorder.sent_at, recorder.sender
@@ -745,7 +743,7 @@ def analyse_presence(recorder: Recorder, result: Result, window_start: float, wi
     frame_sequences = []
     for frame in recorder.presence_list:
         numbers = []
-        for _, _, state in awareness.entries(frame):
+        for _, _, state in awareness.entries(base64.b64decode(frame)):
             match = PRESENCE_SEQUENCE.search(state)
             if match and in_window[int(match.group(1))]:
                 numbers.append(int(match.group(1)))

@@ -8,6 +8,7 @@ import { basicSetup } from "codemirror";
 import { markdown } from "@codemirror/lang-markdown";
 import { yCollab, yUndoManagerKeymap } from "y-codemirror.next";
 import * as awarenessProtocol from "y-protocols/awareness";
+import { fromBase64 } from "lib0/buffer";
 
 const SEND_EVERY_MS = 50;
 const AWARENESS_EVERY_MS = 100;
@@ -137,12 +138,11 @@ export function startEditor(root) {
     showStatus();
   });
   socket.io.on("reconnect_attempt", showStatus);
-  socket.on("update", (message) => {
-    if (message.code === code) Y.applyUpdate(doc, toBytes(message.update), "server");
-  });
-  socket.on("awareness", (message) => {
+  // One text frame per tick: others' merged changes and presence, base64 (see app/collab/hub.py).
+  socket.on("frame", (message) => {
     if (message.code !== code) return;
-    for (const update of message.updates) awarenessProtocol.applyAwarenessUpdate(awareness, toBytes(update), "server");
+    if (message.update) Y.applyUpdate(doc, fromBase64(message.update), "server");
+    if (message.awareness) awarenessProtocol.applyAwarenessUpdate(awareness, fromBase64(message.awareness), "server");
   });
   window.addEventListener("online", () => {
     online = true;

@@ -7,6 +7,7 @@ deploy/gunicorn.conf.py (gevent, as production serves).
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
 import random
@@ -72,8 +73,7 @@ class Editor:
         self.awareness: list[bytes] = []
         self.disconnected = threading.Event()
         self.client = socketio.Client(reconnection=False)
-        self.client.on("update", self._on_update, namespace=NAMESPACE)
-        self.client.on("awareness", self._on_awareness, namespace=NAMESPACE)
+        self.client.on("frame", self._on_frame, namespace=NAMESPACE)
         self.client.on("disconnect", lambda *reason: self.disconnected.set(), namespace=NAMESPACE)
         self.rng = random.Random()
         self.connect()
@@ -121,14 +121,15 @@ class Editor:
 
     # --- incoming --------------------------------------------------------------------------------
 
-    def _on_update(self, message: dict[str, Any]) -> None:
-        if message.get("code") == CODE:
-            self.frames.append(message["update"])
-            self._apply(message["update"])
-
-    def _on_awareness(self, message: dict[str, Any]) -> None:
-        if message.get("code") == CODE:
-            self.awareness.extend(message["updates"])
+    def _on_frame(self, message: dict[str, Any]) -> None:
+        if message.get("code") != CODE:
+            return
+        if "update" in message:
+            update = base64.b64decode(message["update"], validate=True)
+            self.frames.append(update)
+            self._apply(update)
+        if "awareness" in message:
+            self.awareness.append(base64.b64decode(message["awareness"], validate=True))
 
     def _apply(self, update: bytes) -> None:
         with self.lock:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 import re
 from dataclasses import dataclass, field
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 from pycrdt import Awareness, Doc, merge_updates
 
 from app.collab import awareness as awareness_codec
-from app.collab import engine
+from app.collab import engine, hub
 
 # Multi-byte text everywhere: pycrdt counts positions in UTF-8 bytes, Python in code points.
 BASE_TEXT = "Providers shall document åäö models 😀 and respect opt-outs 👩‍👩‍👧 🇸🇪.\nSkål!"
@@ -557,3 +559,27 @@ def test_merged_presence_leaves_a_receiver_where_the_updates_in_order_would(upda
 def test_merging_presence_refuses_a_malformed_update():
     with pytest.raises(ValueError):  # noqa: PT011 - the type is the contract here
         awareness_codec.merge([_awareness_update({1: (1, "{}")}), b"\x01\x05"])
+
+
+def test_a_frame_carries_the_merged_update_and_presence_as_base64_text():
+    writers = [Doc(client_id=n) for n in (1, 2)]
+    updates = []
+    for doc, words in zip(writers, ("Providers shall ", "document åäö 😀"), strict=True):
+        before = doc.get_state()
+        engine.text_root(doc).insert(0, words)
+        updates.append(doc.get_update(before))
+    presence = [_awareness_update({7: (1, '{"cursor":1}')}), _awareness_update({7: (2, '{"cursor":2}')})]
+
+    payload = hub.frame_payload(42, updates, presence)
+
+    # JSON text all through: no binary attachment, so one WebSocket message per member.
+    assert json.loads(json.dumps(payload)) == payload
+    reader, expected = Doc(), Doc()
+    reader.apply_update(base64.b64decode(payload["update"], validate=True))
+    for update in updates:
+        expected.apply_update(update)
+    assert engine.text_of(reader) == engine.text_of(expected)
+    assert awareness_codec.entries(base64.b64decode(payload["awareness"], validate=True)) == [(7, 2, '{"cursor":2}')]
+    assert payload["code"] == 42
+    assert hub.frame_payload(42, [], presence).keys() == {"code", "awareness"}
+    assert hub.frame_payload(42, updates[:1], []).keys() == {"code", "update"}
