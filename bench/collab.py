@@ -43,7 +43,8 @@ At the end, once the server is quiet, a fresh client joins and fetches the serve
 editor's text must equal it, and every acknowledged token must appear in it exactly once.
 
 The generator's own CPU use and the lag of its event loop are reported too: when the generator is
-saturated the latencies it measures are too high, not too low.
+saturated the latencies it measures are too high, not too low. Its garbage collector is off from the
+moment every client has joined until the run is drained (its pauses would be timed as latency).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import base64
 import bisect
 import contextlib
 import datetime as dt
+import gc
 import json
 import logging
 import math
@@ -76,6 +78,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import requests  # noqa: E402
 import socketio  # noqa: E402
 
 try:
@@ -96,8 +99,9 @@ GENERATOR_CORE = 1
 ACK_TIMEOUT = 15.0  # as the browser editor
 CONNECT_BATCH = 10
 HIST_BIN = 1e-4  # latency histogram resolution: 0.1 ms
-HIST_BINS = 600_000
-SLICE_SECONDS = 5.0  # up to 60 s; later deliveries fall in the last bin
+HIST_BINS = 600_000  # up to 60 s; later deliveries fall in the last bin
+SLICE_SECONDS = 5.0
+METRICS_TOKEN = "bench-metrics-token-not-secret"  # noqa: S105 - a throwaway server on 127.0.0.1
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 TOKEN_RE = re.compile(rb" @([0-9A-Za-z]{4})")
 PRESENCE_COLOURS = ("#30bced", "#6eeb83", "#ffbc42", "#ecd444", "#ee6352", "#9ac2c9", "#8acb88", "#1be7ff")
@@ -171,7 +175,18 @@ def bench_env(folder: Path, db_file: Path) -> dict[str, str]:
         SEARCH_INDEX_DIR=str(folder / "search-index"),
         SOCKETIO_MESSAGE_QUEUE="",
         RATELIMIT_STORAGE_URI="memory://",
+        METRICS_TOKEN=METRICS_TOKEN,
     )
+
+
+def collab_counters(url: str) -> tuple[float, float]:
+    """The server's (updates committed, group commits) so far, from /metrics; NaN when it does not answer."""
+    try:
+        page = requests.get(f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=5).text
+    except requests.RequestException:
+        return math.nan, math.nan
+    found = dict(re.findall(r"^accord_collab_(updates|commits)_total ([0-9.e+]+)$", page, re.MULTILINE))
+    return float(found.get("updates", "nan")), float(found.get("commits", "nan"))
 
 
 # --- the server ------------------------------------------------------------------------------------
@@ -515,6 +530,8 @@ class Result:
     presence_superseded: int = 0
     # p95 of the send-to-peer latency of the updates sent in each 5-s slice of the window: a backlog shows.
     slice_p95: list[float] = field(default_factory=list)
+    commits_per_s: float = math.nan
+    updates_per_commit: float = math.nan
     server_cpu: float = 0.0
     server_rss: float = 0.0
     server_peak_rss: float = 0.0
@@ -596,6 +613,10 @@ async def run_once(
         for first in range(0, len(clients), CONNECT_BATCH):
             await asyncio.gather(*(c.connect(server.url, base) for c in clients[first : first + CONNECT_BATCH]))
         result.connect_seconds = time.perf_counter() - start
+        # The generator's own garbage collections paused it for 70-110 ms at 150 editors (gen 2, over the
+        # clients' objects), and every frame arriving meanwhile was timed that much late: none while typing.
+        gc.freeze()
+        gc.disable()
         print(
             f"  {editors} editors ({verifiers} verifying) + {viewers} viewers joined in {result.connect_seconds:.1f} s "
             f"(server pid {server.serving_pid}, {'gunicorn, gevent' if args.gunicorn else 'flask serve'}, log {log})",
@@ -617,11 +638,16 @@ async def run_once(
         ]
         await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
         cpu0, self0, lag0, busy0 = server.cpu_seconds(), proc_cpu_seconds("self"), len(lags), core_busy_seconds()
+        counted0 = await asyncio.to_thread(collab_counters, server.url)
         if args.profile:
             profiler = start_profiler(server.serving_pid, args.duration, Path(args.profile), editors, viewers)
         await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
         cpu1, self1, lag1, busy1 = server.cpu_seconds(), proc_cpu_seconds("self"), len(lags), core_busy_seconds()
         elapsed = time.perf_counter() - window_start
+        counted1 = await asyncio.to_thread(collab_counters, server.url)
+        commits = counted1[1] - counted0[1]
+        result.commits_per_s = commits / elapsed
+        result.updates_per_commit = (counted1[0] - counted0[0]) / commits if commits else math.nan
         result.server_cpu = 100 * (cpu1 - cpu0) / elapsed
         result.generator_cpu = 100 * (self1 - self0) / elapsed
         # Whatever else ran on the two cores meanwhile (other processes on this machine) skews the figures.
@@ -679,6 +705,7 @@ async def run_once(
             + (f" ({unacked_in_text} unacked present)" if unacked_in_text else "")
         )
     finally:
+        gc.enable()
         if profiler is not None and profiler.poll() is None:
             profiler.terminate()
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
@@ -923,6 +950,7 @@ def describe(r: Result) -> str:
         f"refusals {r.refusals or 0}, unacked {r.unacked}, client disconnects {r.disconnects}, "
         f"tracebacks in the server log {r.server_errors} {r.server_error_kinds or ''}; "
         f"p95 per {SLICE_SECONDS:g}-s slice of sending {', '.join(fmt_ms(v) for v in r.slice_p95)} ms; "
+        f"update log: {r.commits_per_s:.0f} commits/s of {r.updates_per_commit:.1f} updates; "
         f"{r.frames_per_client:.1f} frames/s per client; server CPU {r.server_cpu:.0f} % of core {SERVER_CORE}, "
         f"RSS {r.server_rss:.0f} MiB (peak {r.server_peak_rss:.0f}), {r.server_threads} threads; "
         f"generator CPU {r.generator_cpu:.0f} % of core {GENERATOR_CORE}, loop lag p95 {r.loop_lag_p95:.1f} ms; "

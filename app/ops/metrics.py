@@ -54,6 +54,12 @@ class AccordCollector(Collector):
         )
         updates.add_metric([], hub.stats["updates"])
         yield updates
+        commits = CounterMetricFamily(
+            "accord_collab_commits",
+            "Group commits of the co-editing update log by this process (updates / commits = batch size).",
+        )
+        commits.add_metric([], hub.stats["batches"])
+        yield commits
         fallbacks = CounterMetricFamily(
             "accord_collab_folds_in_server",
             "Compactions folded in the server because the compaction process failed (each one held the GIL).",

@@ -382,6 +382,7 @@ def test_metrics_count_requests_comments_queues_and_connections(app, client, ses
     assert metric(after, "accord_search_queue_length") >= 1  # tests drain the queue themselves
     assert "accord_outbox_backlog" in after
     assert "accord_collab_updates_total" in after
+    assert "accord_collab_commits_total" in after
     assert metric(after, "accord_collab_folds_in_server_total") == 0
     assert metric(after, "accord_intake_batches_total") - metric(before, "accord_intake_batches_total") == 1
     assert metric(after, "accord_intake_largest_batch") == 1
