@@ -583,3 +583,11 @@ def test_a_frame_carries_the_merged_update_and_presence_as_base64_text():
     assert payload["code"] == 42
     assert hub.frame_payload(42, [], presence).keys() == {"code", "awareness"}
     assert hub.frame_payload(42, updates[:1], []).keys() == {"code", "update"}
+
+
+@pytest.mark.parametrize(
+    ("members", "seconds"), [(0, 0.03), (150, 0.03), (240, 0.03), (320, 0.04), (400, 0.05), (5_000, 0.05)]
+)
+def test_frames_come_less_often_only_when_a_process_serves_many_members(members, seconds):
+    # 150 editors keep 30-ms frames (5,000 sends a second); 200 editors and 200 viewers get one every 50 ms.
+    assert hub.frame_interval(members) == pytest.approx(seconds)
