@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, object_session, selectinload
 
 from app.accounts.models import User
@@ -766,6 +766,21 @@ def _place(
     cache: dict[tuple[str, str], list[tuple[int, str]]],
 ) -> CommentAnchor | None:
     """Carry one comment from where it sits in `old` into `new`; None when it was already lost in `old`."""
+    values = _placement(comment, old, new, cache)
+    if values is None:
+        return None
+    anchor = CommentAnchor(comment=comment, **values)
+    session.add(anchor)
+    return anchor
+
+
+def _placement(
+    comment: Comment, old: Version, new: Version, cache: dict[tuple[str, str], list[tuple[int, str]]]
+) -> dict[str, Any] | None:
+    """The columns of the comment's anchor in `new` (all but the comment); None when it was lost in `old`.
+
+    Marks the comment applied in `new` when its proposed text now stands at its place.
+    """
     old_clauses, new_clauses = clause_texts(old), clause_texts(new)
     if comment.version_id == old.id:
         base, key = base_of(comment), comment.clause_key
@@ -781,11 +796,10 @@ def _place(
         else:
             base = anchoring.Anchor("", "", "", None, None)
     placement = anchoring.reanchor(base, key, old_clauses.get(key, ""), new_clauses, cache)
-    anchor = CommentAnchor(
-        comment=comment, version_id=new.id, clause_key=placement.clause_key, start=placement.start,
-        end=placement.end, confidence=placement.confidence, state=AnchorState(placement.state),
-    )  # fmt: skip
-    session.add(anchor)
+    values = {
+        "version_id": new.id, "clause_key": placement.clause_key, "start": placement.start, "end": placement.end,
+        "confidence": placement.confidence, "state": AnchorState(placement.state),
+    }  # fmt: skip
     proposal = comment.proposed_text or ""
     target = new_clauses.get(placement.clause_key or key)
     if (
@@ -794,7 +808,7 @@ def _place(
         and anchoring.proposal_applied(base, proposal, placement, target)
     ):
         comment.applied_in_version_id = new.id
-    return anchor
+    return values
 
 
 def reanchor_comments(session: Session, new: Version) -> ReanchorReport:
@@ -816,6 +830,8 @@ def reanchor_comments(session: Session, new: Version) -> ReanchorReport:
         )
         .options(selectinload(Comment.anchors))
     )
+    rows: list[dict[str, Any]] = []
+    placed_comments: list[Comment] = []
     # Seconds of work for thousands of comments, while the version's cut waits: let editors' frames through.
     for comment in pausing(comments, every=PAUSE_EVERY_COMMENTS):
         if comment.anchor_in(new.id) is not None:
@@ -825,12 +841,21 @@ def reanchor_comments(session: Session, new: Version) -> ReanchorReport:
         ]
         last = max(placed, key=lambda version: version.number)
         applied_before = comment.applied_in_version_id
-        anchor = _place(session, comment, last, new, cache)
-        if anchor is None:
+        values = _placement(comment, last, new, cache)
+        if values is None:
             continue
-        setattr(report, anchor.state.value, getattr(report, anchor.state.value) + 1)
+        rows.append({"comment_id": comment.id, **values})
+        placed_comments.append(comment)
+        state = values["state"].value
+        setattr(report, state, getattr(report, state) + 1)
         if applied_before is None and comment.applied_in_version_id is not None:
             report.applied += 1
+    if rows:
+        # One statement for them all: the unit of work inserts anchors one row at a time on SQLite (it needs
+        # each new id back, and SQLite cannot say which returned id is whose), a third of the whole time.
+        session.execute(insert(CommentAnchor), rows)
+        for comment in placed_comments:
+            session.expire(comment, ["anchors"])
     session.flush()
     return report
 
