@@ -245,6 +245,36 @@ def token_text(number: int) -> bytes:
     return "".join(digits).encode()
 
 
+class Arrivals:
+    """Each frame part (update or presence) as each client received it: cheap to append to.
+
+    Parts are interned: every client receives the same text, so each is decoded once, in the analysis.
+    """
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.parts: list[str] = []
+        self.client = array("i")
+        self.at = array("d")
+        self.part = array("i")
+        self.last = 0.0
+
+    def arrive(self, client: int, part: str) -> None:
+        now = time.perf_counter()
+        number = self.index.get(part)
+        if number is None:
+            number = self.index[part] = len(self.parts)
+            self.parts.append(part)
+        self.client.append(client)
+        self.at.append(now)
+        self.part.append(number)
+        self.last = now
+
+    def received(self) -> Any:
+        """(client, time, part number) of every arrival."""
+        return zip(self.client, self.at, self.part, strict=True)
+
+
 class Recorder:
     """Every token sent, every ack, every frame arrival; cheap to append to, analysed after the run."""
 
@@ -256,22 +286,12 @@ class Recorder:
         self.acked_at = array("d")
         self.ack_ok = array("b")
         self.refusals: Counter[str] = Counter()
-        # Frames are interned: every client receives the same bytes, so each frame is parsed once, later.
-        self.frames: dict[str, int] = {}
-        self.frame_list: list[str] = []
-        self.arrival_client = array("i")
-        self.arrival_at = array("d")
-        self.arrival_frame = array("i")
-        self.last_arrival = 0.0
+        self.updates = Arrivals()
         self.disconnects = 0
-        # Presence: each update's send time by its sequence number (in its state); frames interned as above.
+        # Presence: each update's send time by its sequence number (in its state).
         self.presence_sent_at = array("d")
         self.presence_sender = array("i")
-        self.presence_frames: dict[str, int] = {}
-        self.presence_list: list[str] = []
-        self.presence_client = array("i")
-        self.presence_at = array("d")
-        self.presence_frame = array("i")
+        self.presence = Arrivals()
 
     def new_token(self, client: int) -> tuple[int, bytes]:
         number = len(self.tokens)
@@ -284,34 +304,14 @@ class Recorder:
         self.ack_ok.append(-1)
         return number, token
 
-    def arrive(self, client: int, frame: str) -> None:
-        now = time.perf_counter()
-        number = self.frames.get(frame)
-        if number is None:
-            number = len(self.frame_list)
-            self.frames[frame] = number
-            self.frame_list.append(frame)
-        self.arrival_client.append(client)
-        self.arrival_at.append(now)
-        self.arrival_frame.append(number)
-        self.last_arrival = now
+    @property
+    def last_arrival(self) -> float:
+        return max(self.updates.last, self.presence.last)
 
     def new_presence(self, client: int) -> int:
         self.presence_sender.append(client)
         self.presence_sent_at.append(time.perf_counter())
         return len(self.presence_sent_at) - 1
-
-    def presence_arrives(self, client: int, frame: str) -> None:
-        now = time.perf_counter()
-        number = self.presence_frames.get(frame)
-        if number is None:
-            number = len(self.presence_list)
-            self.presence_frames[frame] = number
-            self.presence_list.append(frame)
-        self.presence_client.append(client)
-        self.presence_at.append(now)
-        self.presence_frame.append(number)
-        self.last_arrival = now
 
     def ack(self, number: int, answer: Any) -> None:
         self.acked_at[number] = time.perf_counter()
@@ -357,12 +357,12 @@ class Client:
             return
         frame = message.get("update")
         if frame is not None:
-            self.recorder.arrive(self.number, frame)
+            self.recorder.updates.arrive(self.number, frame)
             if self.kind == "verifier":
                 self.unapplied.append(base64.b64decode(frame))
         presence = message.get("awareness")
         if presence is not None:
-            self.recorder.presence_arrives(self.number, presence)
+            self.recorder.presence.arrive(self.number, presence)
 
     def catch_up(self) -> None:
         """Apply the frames received since the last call, as one update (one change event)."""
@@ -743,7 +743,7 @@ def analyse(recorder: Recorder, result: Result, window_start: float, window_end:
             "p95": acks[max(0, math.ceil(0.95 * len(acks)) - 1)],
         }
 
-    tokens_of = (map(recorder.index.get, TOKEN_RE.findall(base64.b64decode(frame))) for frame in recorder.frame_list)
+    tokens_of = (map(recorder.index.get, TOKEN_RE.findall(base64.b64decode(frame))) for frame in recorder.updates.parts)
     frame_tokens = [[n for n in numbers if n is not None and in_window[n]] for numbers in tokens_of]
     counts = array("q", bytes(8 * HIST_BINS))
     delivered = array("i", bytes(4 * len(recorder.tokens)))
@@ -753,7 +753,7 @@ def analyse(recorder: Recorder, result: Result, window_start: float, window_end:
     frames_in_window = 0
     last = HIST_BINS - 1
     slices: list[Counter[int]] = [Counter() for _ in range(math.ceil(result.duration / SLICE_SECONDS))]
-    for client, at, frame in zip(recorder.arrival_client, recorder.arrival_at, recorder.arrival_frame, strict=True):
+    for client, at, frame in recorder.updates.received():
         if window_start <= at < window_end:
             frames_in_window += 1
         for number in frame_tokens[frame]:
@@ -794,7 +794,7 @@ def analyse_presence(recorder: Recorder, result: Result, window_start: float, wi
     in_window = [window_start <= at < window_end for at in sent_at]
     result.presence_sent = sum(in_window)
     frame_sequences = []
-    for frame in recorder.presence_list:
+    for frame in recorder.presence.parts:
         numbers = []
         for _, _, state in awareness.entries(base64.b64decode(frame)):
             match = PRESENCE_SEQUENCE.search(state)
@@ -802,7 +802,7 @@ def analyse_presence(recorder: Recorder, result: Result, window_start: float, wi
                 numbers.append(int(match.group(1)))
         frame_sequences.append(numbers)
     latencies: list[float] = []
-    for client, at, frame in zip(recorder.presence_client, recorder.presence_at, recorder.presence_frame, strict=True):
+    for client, at, frame in recorder.presence.received():
         latencies.extend(at - sent_at[n] for n in frame_sequences[frame] if sender[n] != client)
     result.presence_deliveries = len(latencies)
     # Not lost: a newer state from the same editor replaced it before the frame left (or the run ended first).
