@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import secrets
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, request, url_for
 from flask_babel import format_datetime, get_locale, get_timezone
 from flask_login import current_user
 
 from app.accounts.models import CATEGORY_LABELS, ROLE_LABELS
 from app.drafting.diffing import ops_to_html, word_diff
 from app.policy import Action, can
+
+
+def asset_url(filename: str) -> str:
+    """The URL of a static file with its content's fingerprint, so a browser never runs a stale bundle.
+
+    The proxy caches static files for days (deploy/nginx.conf); an editor bundle from before a protocol
+    change would keep talking to the new server and silently miss others' edits.
+    """
+    path = Path(current_app.static_folder or "static") / filename
+    try:
+        stat = path.stat()
+    except OSError:
+        return url_for("static", filename=filename)
+    return url_for("static", filename=filename, v=_fingerprint(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(path: Path, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -63,7 +85,7 @@ def init_app(app: Flask) -> None:
         return response
 
     # Globals rather than context: imported macros see globals but not the request context.
-    app.jinja_env.globals.update(word_diff=word_diff, ops_to_html=ops_to_html)
+    app.jinja_env.globals.update(word_diff=word_diff, ops_to_html=ops_to_html, asset_url=asset_url)
 
     @app.context_processor
     def template_globals() -> dict[str, Any]:

@@ -58,14 +58,14 @@ def merge(updates: list[bytes]) -> bytes:
     Raises:
         ValueError: when one of the updates is not an awareness update.
     """
-    if len(updates) == 1:
-        return updates[0]
     latest: dict[int, tuple[int, str]] = {}
     for update in updates:
         for client_id, clock, state in entries(update):
             known = latest.get(client_id)
             if known is None or clock > known[0] or (clock == known[0] and state in _REMOVED):
-                latest[client_id] = (clock, state)
+                # A removal always goes out as "null": the browser's JSON.parse("") would throw and drop
+                # every presence after it in the same update.
+                latest[client_id] = (clock, "null" if state in _REMOVED else state)
     return encode(latest)
 
 

@@ -29,7 +29,6 @@ from app.comments.models import (
     Notification,
     Visibility,
 )
-from app.cooperative import pausing
 from app.db import after_commit, utcnow
 from app.drafting.models import Clause, Code, Version, code_with_versions_without_texts
 from app.drafting.rendering import render_fragment
@@ -44,8 +43,6 @@ MAX_PROPOSAL = 20_000
 # Near the deadline, a refused submission's first sight is recorded (see note_refused_attempt).
 DEADLINE_MARGIN = dt.timedelta(minutes=30)
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
-# Comments re-anchored between pauses (app/cooperative.py): about a millisecond of work each.
-PAUSE_EVERY_COMMENTS = 20
 
 
 # --- the consultation window ---------------------------------------------------------------------
@@ -832,8 +829,10 @@ def reanchor_comments(session: Session, new: Version) -> ReanchorReport:
     )
     rows: list[dict[str, Any]] = []
     placed_comments: list[Comment] = []
-    # Seconds of work for thousands of comments, while the version's cut waits: let editors' frames through.
-    for comment in pausing(comments, every=PAUSE_EVERY_COMMENTS):
+    # No cooperative pauses here (app/cooperative.py): this runs inside the cut's write transaction, and on
+    # SQLite a greenlet let in meanwhile would wait for the write lock in SQLite's busy handler, in C, where
+    # gevent cannot switch: the whole process would stop until busy_timeout, and its writes would fail.
+    for comment in comments:
         if comment.anchor_in(new.id) is not None:
             continue
         placed = [comment.version] + [

@@ -8,6 +8,7 @@ import html
 import io
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from markupsafe import escape
@@ -377,3 +378,24 @@ def test_an_unknown_language_is_ignored(client):
     client.post("/locale", data={"locale": "xx"})
 
     assert '<html lang="en">' in client.get("/").get_data(as_text=True)
+
+
+def test_pages_load_the_bundles_by_their_content_so_no_browser_runs_a_stale_editor(app, client, make_code, tmp_path):
+    make_code()
+    bundle = Path(app.static_folder) / "dist" / "main.js"
+    if not bundle.exists():
+        pytest.skip("static/dist is built by `make assets` (make run and make test build it)")
+    page = client.get("/").get_data(as_text=True)
+    expected = hashlib.sha256(bundle.read_bytes()).hexdigest()[:12]
+    assert f"/static/dist/main.js?v={expected}" in page
+
+    # A changed bundle gets a new address (an old cached one is never reused).
+    original = bundle.read_bytes()
+    try:
+        bundle.write_bytes(original + b"\n// changed\n")
+        changed = client.get("/").get_data(as_text=True)
+    finally:
+        bundle.write_bytes(original)
+    assert f"/static/dist/main.js?v={expected}" not in changed
+    with client.get(f"/static/dist/main.js?v={expected}") as served:
+        assert served.status_code == 200

@@ -556,6 +556,12 @@ def test_merged_presence_leaves_a_receiver_where_the_updates_in_order_would(upda
     }
 
 
+def test_merged_presence_writes_a_removal_as_json_null():
+    # lib0 in the browser JSON.parses every state: "" would throw there.
+    merged = awareness_codec.merge([_awareness_update({5: (3, "")})])
+    assert awareness_codec.entries(merged) == [(5, 3, "null")]
+
+
 def test_merging_presence_refuses_a_malformed_update():
     with pytest.raises(ValueError):  # noqa: PT011 - the type is the contract here
         awareness_codec.merge([_awareness_update({1: (1, "{}")}), b"\x01\x05"])
