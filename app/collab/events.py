@@ -7,13 +7,15 @@ The two events that every keystroke and cursor move send, `update` and `awarenes
 hot path without Flask-SocketIO's per-event request context: building it (URL matching, the session, the
 teardown of every extension) cost about a fifth of the server's CPU with 150 editors typing, more than the
 authorisation and the CRDT work together. The hot path needs nothing that context gives: the user comes
-from the connection's copy of the session, the code's access from the same one query. It only accepts;
-whatever it would refuse goes to the ordinary handler, which decides again and explains in the person's
-language.
+from the connection's copy of the session, the code's access from the same one query. Both paths run the
+same `take_update` / `take_presence`; the hot path only keeps what they accept, and whatever they refuse
+goes to the ordinary handler, which decides again and explains in the person's language.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import request, session
@@ -29,7 +31,6 @@ from app.errors import NotFound, Text
 from app.errors import lazy_gettext as _l
 
 MAX_PRESENCE_BYTES = 16 * 1024
-_HOT_EVENTS = frozenset({"update", "awareness"})
 
 
 def _refuse(status: int, message: Text) -> dict[str, Any]:
@@ -44,6 +45,12 @@ def _answer(error: BaseException | None) -> dict[str, Any]:
     return _refuse(503, _l("The change could not be saved in time; it will be sent again."))
 
 
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    message: Text
+
+
 def _granted(login_id: object, data: dict[str, Any]) -> EventAccess | None:
     # The one authorisation query runs on a plain pooled connection (no ORM session, no pre-ping), given
     # back at once: a handler holding one while it waits for the group commit would starve the pool. It
@@ -55,51 +62,91 @@ def _granted(login_id: object, data: dict[str, Any]) -> EventAccess | None:
         return None
 
 
-def _presence_payload(data: dict[str, Any]) -> bytes | None:
+def _loaded_room(code_id: int) -> Room | None:
+    """The code's room, loading its replica if this process has none yet (needs an app context)."""
+    room = hub.rooms.get(code_id)
+    if room is None:
+        try:
+            room = hub.room_by_id(db.session, code_id)
+        finally:
+            db.session.close()
+    return room
+
+
+def _authorise(
+    login_id: object, data: Any, *, write: bool, room_for: Callable[[int], Room | None]
+) -> tuple[EventAccess, Room] | Refusal:
+    if not isinstance(data, dict):
+        return Refusal(400, _l("Send an object naming the code."))
+    granted = _granted(login_id, data)
+    room = room_for(granted.code_id) if granted is not None else None
+    if granted is None or room is None:
+        return Refusal(404, _l("No working text you may open has that number."))
+    if write and not granted.can_write:
+        return Refusal(403, _l("You may read this working text but not change it."))
+    return granted, room
+
+
+def take_update(sid: str, login_id: object, data: Any, room_for: Callable[[int], Room | None]) -> Any:
+    """Apply and log an editor's update; the answer, DEFERRED (acknowledged once committed) or a Refusal."""
+    authorised = _authorise(login_id, data, write=True, room_for=room_for)
+    if isinstance(authorised, Refusal):
+        return authorised
+    granted, room = authorised
+    if sid not in room.members:
+        return Refusal(409, _l("Join the working text before sending changes."))
+    ticket = transport.current_ticket()
+    try:
+        update = engine.check_update(data.get("update"))
+        if ticket is not None:
+            # Acknowledged by the writer thread once committed; this reader goes on reading.
+            hub.receive_update(room, granted.user_id, update, on_done=lambda error: ticket.send(_answer(error)))
+            return transport.DEFERRED
+        hub.receive_update(room, granted.user_id, update)
+    except engine.InvalidUpdate as error:  # raised before anything is applied or queued
+        return Refusal(400, str(error))
+    except TimeoutError:
+        return Refusal(503, _l("The change could not be saved in time; it will be sent again."))
+    return {"ok": True}
+
+
+def take_presence(sid: str, login_id: object, data: Any, room_for: Callable[[int], Room | None]) -> Any:
+    """Record and relay a presence update; the answer or a Refusal."""
+    authorised = _authorise(login_id, data, write=False, room_for=room_for)
+    if isinstance(authorised, Refusal):
+        return authorised
+    _, room = authorised
     payload = data.get("update")
     if not isinstance(payload, (bytes, bytearray)) or len(payload) > MAX_PRESENCE_BYTES:
-        return None
-    return bytes(payload)
+        return Refusal(400, _l("A presence update must be binary and at most 16 KB."))
+    try:
+        hub.receive_awareness(room, sid, bytes(payload))
+    except ValueError:
+        return Refusal(400, _l("The presence update could not be decoded."))
+    return {"ok": True}
+
+
+def _answered(result: Any) -> Any:
+    return _refuse(result.status, result.message) if isinstance(result, Refusal) else result
+
+
+_HOT_EVENTS = {"update": take_update, "awareness": take_presence}
 
 
 class CollabNamespace(Namespace):
     def trigger_event(self, event: str, *args: Any) -> Any:
-        if event in _HOT_EVENTS and len(args) == 2:
-            answer = self._accept_hot(event, *args)
-            if answer is not None:
-                return answer
+        take = _HOT_EVENTS.get(event)
+        if take is not None and len(args) == 2:
+            sid, data = args
+            environ = self.socketio.server.get_environ(sid, namespace=self.namespace)
+            # Flask-SocketIO's copy of the session, made at connect: what `session` is in a handler.
+            saved = environ.get("saved_session") if environ else None
+            if saved is not None:
+                # Only rooms this process holds: loading one needs the context this path does without.
+                answer = take(sid, saved.get("_user_id"), data, hub.rooms.get)
+                if not isinstance(answer, Refusal):
+                    return answer
         return super().trigger_event(event, *args)
-
-    def _accept_hot(self, event: str, sid: str, data: Any) -> Any:
-        """Handle an update or presence event that is in order; None for anything else (see the module)."""
-        environ = self.socketio.server.get_environ(sid, namespace=self.namespace)
-        # Flask-SocketIO's copy of the session, made when the socket connected: what `session` is in a handler.
-        saved = environ.get("saved_session") if environ else None
-        if saved is None or not isinstance(data, dict):
-            return None
-        granted = _granted(saved.get("_user_id"), data)
-        room = hub.rooms.get(granted.code_id) if granted is not None else None
-        if granted is None or room is None or sid not in room.members:
-            return None
-        if event == "awareness":
-            payload = _presence_payload(data)
-            if payload is None:
-                return None
-            try:
-                hub.receive_awareness(room, sid, payload)
-            except ValueError:
-                return None
-            return {"ok": True}
-        ticket = transport.current_ticket()
-        if not granted.can_write or ticket is None:
-            return None
-        try:
-            update = engine.check_update(data.get("update"))
-            # Nothing is applied or queued when this raises, so the ordinary handler may take it from the start.
-            hub.receive_update(room, granted.user_id, update, on_done=lambda error: ticket.send(_answer(error)))
-        except engine.InvalidUpdate:
-            return None
-        return transport.DEFERRED
 
     def on_connect(self, auth: Any = None) -> bool:
         # Only signed-in people open a socket; what they may do is decided per event.
@@ -108,28 +155,10 @@ class CollabNamespace(Namespace):
     def on_disconnect(self, reason: Any = None) -> None:
         hub.leave(request.sid)  # type: ignore[attr-defined]
 
-    def _authorise(self, data: Any, *, write: bool) -> tuple[EventAccess, Room] | dict[str, Any]:
-        if not isinstance(data, dict):
-            return _refuse(400, _l("Send an object naming the code."))
-        granted = _granted(session.get("_user_id"), data)
-        if granted is None:
-            return _refuse(404, _l("No working text you may open has that number."))
-        room = hub.rooms.get(granted.code_id)
-        if room is None:
-            try:
-                room = hub.room_by_id(db.session, granted.code_id)
-            finally:
-                db.session.close()
-        if room is None:
-            return _refuse(404, _l("No working text you may open has that number."))
-        if write and not granted.can_write:
-            return _refuse(403, _l("You may read this working text but not change it."))
-        return granted, room
-
     def on_join(self, data: Any = None) -> dict[str, Any]:
-        authorised = self._authorise(data, write=False)
-        if isinstance(authorised, dict):
-            return authorised
+        authorised = _authorise(session.get("_user_id"), data, write=False, room_for=_loaded_room)
+        if isinstance(authorised, Refusal):
+            return _answered(authorised)  # type: ignore[no-any-return]
         granted, room = authorised
         vector = data.get("state_vector")
         if vector is not None and not isinstance(vector, (bytes, bytearray)):
@@ -165,37 +194,8 @@ class CollabNamespace(Namespace):
         hub.leave(request.sid)  # type: ignore[attr-defined]
         return {"ok": True}
 
-    def on_update(self, data: Any = None) -> dict[str, Any]:
-        authorised = self._authorise(data, write=True)
-        if isinstance(authorised, dict):
-            return authorised
-        granted, room = authorised
-        if request.sid not in room.members:  # type: ignore[attr-defined]
-            return _refuse(409, _l("Join the working text before sending changes."))
-        ticket = transport.current_ticket()
-        try:
-            update = engine.check_update(data.get("update"))
-            if ticket is not None:
-                # Acknowledged by the writer thread once committed; this reader thread goes on reading.
-                hub.receive_update(room, granted.user_id, update, on_done=lambda error: ticket.send(_answer(error)))
-                return transport.DEFERRED  # type: ignore[return-value]
-            hub.receive_update(room, granted.user_id, update)
-        except engine.InvalidUpdate as error:
-            return _refuse(400, str(error))
-        except TimeoutError:
-            return _refuse(503, _l("The change could not be saved in time; it will be sent again."))
-        return {"ok": True}
+    def on_update(self, data: Any = None) -> Any:
+        return _answered(take_update(request.sid, session.get("_user_id"), data, _loaded_room))  # type: ignore[attr-defined]
 
-    def on_awareness(self, data: Any = None) -> dict[str, Any]:
-        authorised = self._authorise(data, write=False)
-        if isinstance(authorised, dict):
-            return authorised
-        _, room = authorised
-        payload = _presence_payload(data)
-        if payload is None:
-            return _refuse(400, _l("A presence update must be binary and at most 16 KB."))
-        try:
-            hub.receive_awareness(room, request.sid, payload)  # type: ignore[attr-defined]
-        except ValueError:
-            return _refuse(400, _l("The presence update could not be decoded."))
-        return {"ok": True}
+    def on_awareness(self, data: Any = None) -> Any:
+        return _answered(take_presence(request.sid, session.get("_user_id"), data, _loaded_room))  # type: ignore[attr-defined]
