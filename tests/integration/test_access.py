@@ -75,8 +75,10 @@ def _request(client, method: str, path: str):
 
 
 def _normalised(body: str) -> str:
-    # Pages echo the requested address in their log-in and language links, and carry a timed CSRF token.
+    # Pages echo the requested address in their log-in and language links, carry a timed CSRF token, and
+    # count the session's seconds left, which can tick between the two requests.
     body = re.sub(r"next=[^\"&]*", "next=…", body)
+    body = re.sub(r'data-(idle|absolute)-left="\d*"', r'data-\1-left="…"', body)
     return re.sub(r'name="csrf_token" type="hidden" value="[^"]*"|name="csrf_token" value="[^"]*"', "csrf", body)
 
 
