@@ -278,8 +278,10 @@ def submit_comment(session: Session, actor: User, version: Version, sub: Submiss
 
 
 def prepare_comment(session: Session, actor: User, version: Version, sub: Submission) -> PlannedComment | Receipt:
-    """Check a submission and work out what to store, writing nothing; a retry of a stored one gets its receipt.
+    """Check a submission and work out what to store, writing nothing.
 
+    A retry of a stored comment that these checks would now refuse gets its receipt here; any other retry
+    becomes a plan like a new submission, and `store_comments` answers it with the stored comment's receipt.
     Timeliness is decided by the server time of the first attempt: now, or the time an earlier attempt with
     the same key was seen but could not be taken.
 
@@ -290,13 +292,25 @@ def prepare_comment(session: Session, actor: User, version: Version, sub: Submis
     """
     require(actor, Action.VIEW_VERSION, version)
     fingerprint = sub.fingerprint(version.id)
-    existing = find_by_key(session, actor, sub.idempotency_key)
-    if existing is not None:
-        return _replay(existing, fingerprint)
+    try:
+        return _plan(session, actor, version, sub, fingerprint)
+    except DomainError:
+        # A retry of a stored comment gets its receipt even when the same request would now be refused (the
+        # window has closed, the author became an observer). Looked up only here: a plan the checks let
+        # through goes to `store_comments`, which answers a stored key from the rows themselves, so the
+        # request makes no query for the key it nearly never finds.
+        existing = find_by_key(session, actor, sub.idempotency_key)
+        if existing is not None:
+            return _replay(existing, fingerprint)
+        raise
+
+
+def _plan(session: Session, actor: User, version: Version, sub: Submission, fingerprint: str) -> PlannedComment:
     anchor, kind, visibility = _validate(version, sub)
     now = utcnow()
     code = version.code
-    first_seen = _first_seen(session, actor, sub.idempotency_key) or now
+    # An earlier attempt matters only once the window has closed; while it is open, now is on time too.
+    first_seen = now if code.consultation_open(now) else (_first_seen(session, actor, sub.idempotency_key) or now)
     if not can(actor, Action.COMMENT, version):
         raise _observers_do_not_comment()
     if not code.consultation_open(first_seen):

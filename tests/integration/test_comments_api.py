@@ -11,7 +11,7 @@ import pytest
 from openapi_spec_validator import validate
 from sqlalchemy import func, select
 
-from app.accounts.models import Role
+from app.accounts.models import Membership, Role
 from app.comments import intake, service
 from app.comments.models import Comment, IntakeAttempt
 from app.db import db, utcnow
@@ -95,6 +95,25 @@ def test_the_same_key_with_a_different_body_is_refused_with_422(client, session,
     assert other.status_code == 422
     assert other.get_json()["fields"] == {"idempotency_key": "Already used for a different comment."}
     assert [c.body for c in session.scalars(select(Comment))] == ["The original."]
+
+
+def test_a_retry_the_checks_would_now_refuse_still_gets_its_receipt(client, session, stakeholder, group):
+    first = post(client, key="same-key-0003", body="Sent while I could comment.")
+    # Since then the author joined the working group as an observer, who may not comment.
+    session.add(Membership(user_id=stakeholder.id, working_group_id=group.id, role=Role.OBSERVER))
+    session.commit()
+    retry = post(client, key="same-key-0003", body="Sent while I could comment.")
+    other = post(client, key="same-key-0003", body="")
+    new = post(client, key="same-key-0004", body="Sent while I could comment.")
+
+    assert first.status_code == 201
+    assert retry.status_code == 200
+    assert retry.get_json()["receipt"] == {**first.get_json()["receipt"], "replayed": True}
+    # A different request under the stored key is told about the key, not about the empty body.
+    assert other.status_code == 422
+    assert other.get_json()["fields"] == {"idempotency_key": "Already used for a different comment."}
+    assert new.status_code == 403
+    assert count(session, Comment) == 1
 
 
 def test_the_same_key_from_two_people_stores_two_comments(client, session, make_user, login, stakeholder):
