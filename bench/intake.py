@@ -107,6 +107,19 @@ WORDS = VOCABULARY.split()
 # --- small helpers -------------------------------------------------------------------------------------
 
 
+METRICS_TOKEN = "bench-metrics-token-not-secret"  # noqa: S105 - a throwaway server on 127.0.0.1
+
+
+def intake_batches(url: str) -> float:
+    """The server's intake-writer transactions so far, from /metrics; NaN when it does not answer."""
+    try:
+        page = requests.get(f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=5).text
+    except requests.RequestException:
+        return math.nan
+    found = re.search(r"^accord_intake_batches_total ([0-9.e+]+)$", page, re.MULTILINE)
+    return float(found.group(1)) if found else math.nan
+
+
 def percentile(values: list[float], pct: float) -> float:
     """Nearest-rank percentile; NaN for no values."""
     if not values:
@@ -508,6 +521,7 @@ def run_intake(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": "memory://",
         # Every submitter logs in from 127.0.0.1; the default of 10 logins a minute per address would refuse them.
         "LOGIN_RATE_LIMIT": "100000 per minute",
+        "METRICS_TOKEN": METRICS_TOKEN,
     }
     if args.intake_concurrency:
         extra["INTAKE_CONCURRENCY"] = str(args.intake_concurrency)
@@ -553,15 +567,19 @@ def run_intake(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         )
 
         worker_cpu = 0.0
+        batches = math.nan
 
         async def drive() -> tuple[float, float, float, float, float]:
             loop_task = asyncio.ensure_future(generator.run(args.warmup + args.duration))
             await asyncio.sleep(args.warmup)
             t0, cpu0, gen0 = time.perf_counter(), proc_cpu_seconds(server_pid), time.process_time()
+            nonlocal batches
+            batches = -intake_batches(server.url)
             worker0 = proc_cpu_seconds(worker.pid) if worker else 0.0
             spy = py_spy(server_pid, args.duration, args.profile / "server.txt") if args.profile else None
             await asyncio.sleep(args.duration)
             t1, cpu1, gen1 = time.perf_counter(), proc_cpu_seconds(server_pid), time.process_time()
+            batches += intake_batches(server.url)
             nonlocal worker_cpu
             worker_cpu = (proc_cpu_seconds(worker.pid) - worker0) if worker else 0.0
             await loop_task
@@ -618,6 +636,9 @@ def run_intake(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "cpu_per_comment_ms": 1000 * server_cpu / max(1, len(accepted)),
         "generator_cpu": generator_cpu / (t1 - t0),
         "worker_cpu": worker_cpu / (t1 - t0),
+        # Replays of stored keys go through the writer too, so they count in its batches.
+        "per_batch": sum(1 for s in window if s.status in (200, 201)) / batches if batches else math.nan,
+        "batches_per_s": batches / (t1 - t0),
         "worker_cpu_per_comment_ms": 1000 * worker_cpu / max(1, len(accepted)),
         "search_queue_left": queued,
         "loop_lag_p99": percentile([x * 1000 for x in stats.loop_lag], 99),
@@ -667,6 +688,8 @@ def print_intake(args: argparse.Namespace, r: dict[str, Any]) -> None:
          f"{100 * r['generator_cpu']:.0f} %", "—", "info"],
         ["server CPU per accepted comment, replays included (ms)", f"{r['cpu_per_comment_ms']:.1f}",
          f"≤ {1000 / TARGET_RATE:.1f}", "info"],
+        ["intake writer: transactions/s; comments per transaction", f"{r['batches_per_s']:.1f}; "
+         f"{r['per_batch']:.1f}", "—", "info"],
         ["generator loop lag p99 (ms)", f"{r['loop_lag_p99']:.1f}", "—", "info"],
     ]  # fmt: skip
     if r["search_queue_left"] is not None:

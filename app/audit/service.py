@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit.chain import GENESIS_HASH, ChainLink, ChainReport, entry_hash, verify_links
@@ -25,17 +25,32 @@ def record_event(
     **detail: Any,
 ) -> AuditEvent:
     """Append an audit event in the caller's transaction."""
-    label = f"{actor.display_name} <{actor.email}>" if actor else "system"
-    event = AuditEvent(
-        actor_id=actor.id if actor else None,
-        actor_label=label,
-        action=action,
-        object_type=object_type,
-        object_id=None if object_id is None else str(object_id),
-        detail=detail,
-    )
+    event = AuditEvent(**event_row(actor, action, object_type, object_id, **detail))
     session.add(event)
     return event
+
+
+def event_row(
+    actor: User | None, action: str, object_type: str, object_id: object = None, **detail: Any
+) -> dict[str, Any]:
+    """The columns of an audit event, for `record_events`."""
+    return {
+        "actor_id": actor.id if actor else None,
+        "actor_label": f"{actor.display_name} <{actor.email}>" if actor else "system",
+        "action": action,
+        "object_type": object_type,
+        "object_id": None if object_id is None else str(object_id),
+        "detail": detail,
+    }
+
+
+def record_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Append many audit events (`event_row`s) in one statement, in the caller's transaction.
+
+    The unit of work would insert them one row at a time on SQLite, since it wants each new id back.
+    """
+    if rows:
+        session.execute(insert(AuditEvent), rows)
 
 
 def append_publication(session: Session, version: Version, published_at: dt.datetime) -> PublicationLogEntry:

@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, object_session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts.models import User
-from app.audit.service import record_event
+from app.audit.service import event_row, record_event, record_events
 from app.comments import anchoring
 from app.comments.campaigns import campaign_groups
 from app.comments.models import (
@@ -345,10 +346,22 @@ def _plan(session: Session, actor: User, version: Version, sub: Submission, fing
 
 
 def store_comments(session: Session, batch: list[PlannedComment]) -> list[Receipt | DomainError]:
-    """Write a batch of planned comments in the caller's transaction; one result per plan, in order.
+    """Write a batch of planned comments in the caller's transaction; one receipt or refusal per plan, in order.
 
-    A plan whose key is already stored (by an earlier request, or earlier in this batch) gets that comment's
-    receipt, or a ValidationFailed when it asked for something else.
+    As `store_comment_rows`, which says more.
+    """
+    return [
+        a if isinstance(a, DomainError) else receipt_of(a[0], replayed=a[1]) for a in store_comment_rows(session, batch)
+    ]
+
+
+def store_comment_rows(session: Session, batch: list[PlannedComment]) -> list[tuple[Comment, bool] | DomainError]:
+    """Write a batch of planned comments in the caller's transaction; one result per plan, in order: the
+    comment and whether it was stored before (a replay), or a refusal.
+
+    A plan whose key is already stored (by an earlier request, or earlier in this batch) gets that comment,
+    or a ValidationFailed when it asked for something else. The comments returned are the session's own
+    (the session holds unchanged objects only weakly: keep them to read them again without a query).
 
     Raises:
         IntegrityError: when another process stored one of the keys meanwhile; the caller's retry (as
@@ -413,20 +426,34 @@ def store_comments(session: Session, batch: list[PlannedComment]) -> list[Receip
         fresh.append(comment)
         answers.append((comment, False))
     session.flush()
-    # Without autoflush, the batch's audit events, anchors and receipt hashes are written together at the
-    # next flush (a statement per table) instead of a few at a time whenever a query runs in between.
+    # The batch's receipt hashes, audit events and anchors in later versions go in with a statement per
+    # table: the unit of work would insert them a row at a time on SQLite (it wants each new id back, and
+    # SQLite cannot say which returned id is whose).
+    hashes: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    anchors: list[dict[str, Any]] = []
     with session.no_autoflush:
         for comment in fresh:
-            comment.receipt_sha256 = receipt_hash(comment)
-            record_event(
-                session, comment.author, "comment.submitted", "comment", comment.id, version=comment.version_id
+            hashes.append({"id": comment.id, "receipt_sha256": receipt_hash(comment)})
+            events.append(
+                event_row(comment.author, "comment.submitted", "comment", comment.id, version=comment.version_id)
             )
             if comment.parent_id is None:
-                carry_forward(session, comment)
+                anchors += [{"comment_id": comment.id, **values} for values in _forward_placements(comment)]
             else:
                 _notify_reply(session, session.get_one(Comment, comment.parent_id), comment)
             after_commit(session, comments_accepted.inc)
-    return [a if isinstance(a, DomainError) else receipt_of(a[0], replayed=a[1]) for a in answers]
+    if hashes:
+        session.execute(update(Comment), hashes)
+        for comment, row in zip(fresh, hashes, strict=True):
+            # What the statement wrote; not a change for the next flush to write (and queue for search) again.
+            set_committed_value(comment, "receipt_sha256", row["receipt_sha256"])
+    record_events(session, events)
+    if anchors:
+        session.execute(insert(CommentAnchor), anchors)
+        for comment in fresh:
+            session.expire(comment, ["anchors"])
+    return answers
 
 
 def _changed_since_planned(
@@ -769,27 +796,16 @@ def _clause_texts(version_id: int, content_sha256: str, load: Callable[[], dict[
     return texts
 
 
-def _place(
-    session: Session,
+def _placement(
     comment: Comment,
     old: Version,
     new: Version,
     cache: dict[tuple[str, str], list[tuple[int, str]]],
-) -> CommentAnchor | None:
-    """Carry one comment from where it sits in `old` into `new`; None when it was already lost in `old`."""
-    values = _placement(comment, old, new, cache)
-    if values is None:
-        return None
-    anchor = CommentAnchor(comment=comment, **values)
-    session.add(anchor)
-    return anchor
-
-
-def _placement(
-    comment: Comment, old: Version, new: Version, cache: dict[tuple[str, str], list[tuple[int, str]]]
+    in_old: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """The columns of the comment's anchor in `new` (all but the comment); None when it was lost in `old`.
 
+    `in_old` is the comment's placement in `old` when it is not stored yet (else it is read from the comment).
     Marks the comment applied in `new` when its proposed text now stands at its place.
     """
     old_clauses, new_clauses = clause_texts(old), clause_texts(new)
@@ -797,13 +813,19 @@ def _placement(
         base, key = base_of(comment), comment.clause_key
     else:
         # Follow the comment from where it was placed in the earlier version.
-        previous = comment.anchor_in(old.id)
-        if previous is None or previous.state == AnchorState.ORPHANED or previous.clause_key is None:
+        previous = in_old
+        if previous is None:
+            stored = comment.anchor_in(old.id)
+            previous = None if stored is None else {
+                "clause_key": stored.clause_key, "start": stored.start, "end": stored.end, "state": stored.state,
+            }  # fmt: skip
+        if previous is None or previous["state"] == AnchorState.ORPHANED or previous["clause_key"] is None:
             return None
-        key = previous.clause_key
+        key = previous["clause_key"]
         text = old_clauses.get(key, "")
-        if previous.start is not None and previous.end is not None and previous.start < previous.end <= len(text):
-            base = anchoring.make_anchor(text, previous.start, previous.end)
+        start, end = previous["start"], previous["end"]
+        if start is not None and end is not None and start < end <= len(text):
+            base = anchoring.make_anchor(text, start, end)
         else:
             base = anchoring.Anchor("", "", "", None, None)
     placement = anchoring.reanchor(base, key, old_clauses.get(key, ""), new_clauses, cache)
@@ -875,12 +897,21 @@ def reanchor_comments(session: Session, new: Version) -> ReanchorReport:
 
 def carry_forward(session: Session, comment: Comment) -> None:
     """Place a comment made on an older version into every later version that already exists."""
+    for values in _forward_placements(comment):
+        session.add(CommentAnchor(comment=comment, **values))
+
+
+def _forward_placements(comment: Comment) -> list[dict[str, Any]]:
+    """The anchor columns (all but the comment) of a new comment in each later version that already exists."""
     later = sorted((v for v in comment.code.versions if v.number > comment.version.number), key=lambda v: v.number)
-    previous, cache = comment.version, {}
+    previous, placed, cache = comment.version, [], {}
     for version in later:
-        if _place(session, comment, previous, version, cache) is None:
+        values = _placement(comment, previous, version, cache, placed[-1] if placed else None)
+        if values is None:
             break
+        placed.append(values)
         previous = version
+    return placed
 
 
 def base_of(comment: Comment) -> anchoring.Anchor:

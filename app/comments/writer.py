@@ -2,7 +2,7 @@
 
 Near a deadline hundreds of submissions arrive a second. Each request checks its submission and works out
 what to store (`prepare_comment`, reads only), then hands the plan to this writer and waits. The writer
-takes every plan waiting at that moment, stores them in one transaction (`store_comments`) and commits
+takes every plan waiting at that moment, stores them in one transaction (`store_comment_rows`) and commits
 once; only then does each request get its receipt. A batch forms by itself: while one commits, the next
 gathers, so a quiet server commits each comment alone and a busy one commits dozens at once.
 
@@ -27,7 +27,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
-from app.comments.service import PlannedComment, Receipt, store_comments
+from app.comments.service import PlannedComment, Receipt, receipt_of, store_comment_rows
 from app.db import db, in_transaction
 from app.errors import DomainError, Unavailable
 from app.errors import lazy_gettext as _l
@@ -81,7 +81,7 @@ class IntakeWriter:
         in the batch's transaction (so an answer can be built from the rows just written).
 
         Raises:
-            DomainError: what `store_comments` answers for this plan (its key used for another comment).
+            DomainError: what `store_comment_rows` answers for this plan (its key used for another comment).
             Unavailable: when the batch has not committed within `wait_seconds` (default WAIT_SECONDS). The
                 plan may still be stored after that; a retry with the same key then gets its receipt.
         """
@@ -148,11 +148,16 @@ class IntakeWriter:
 
 
 def _store_and_describe(session: Session, batch: list[_Job[Any]]) -> list[tuple[Receipt, Any] | DomainError]:
-    results = store_comments(session, [job.plan for job in batch])
-    return [
-        result if isinstance(result, DomainError) else (result, job.describe(session, result))
-        for job, result in zip(batch, results, strict=True)
-    ]
+    # The rows stay referenced while the answers are described, so reading them again needs no query.
+    rows = store_comment_rows(session, [job.plan for job in batch])
+    answers: list[tuple[Receipt, Any] | DomainError] = []
+    for job, row in zip(batch, rows, strict=True):
+        if isinstance(row, DomainError):
+            answers.append(row)
+        else:
+            receipt = receipt_of(row[0], replayed=row[1])
+            answers.append((receipt, job.describe(session, receipt)))
+    return answers
 
 
 def writer_for(app: Flask) -> IntakeWriter:
