@@ -69,9 +69,18 @@ def _queue_changes(session: Session, flush_context: Any) -> None:
     if published:
         comment_ids = session.connection().execute(select(Comment.id).where(Comment.version_id.in_(published)))
         sources.update(f"comment:{comment_id}" for (comment_id,) in comment_ids)
-    if not sources:
+    queue_for_search(session, sources)
+
+
+def queue_for_search(session: Session, sources: Iterable[str]) -> None:
+    """Queue sources (`comment:12`) for indexing in the caller's transaction; the indexer wakes at commit.
+
+    The flush does this for the ORM objects it writes; a bulk statement that bypasses the flush calls it.
+    """
+    rows = [{"source": source} for source in sorted(set(sources))]
+    if not rows:
         return
-    session.connection().execute(insert(SearchQueueItem), [{"source": s} for s in sorted(sources)])
+    session.connection().execute(insert(SearchQueueItem), rows)
     session.info["search_queued"] = True
 
 
