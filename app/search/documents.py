@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer, selectinload
 
 from app.comments.models import Comment, Visibility
 from app.drafting.clauses import split_clauses
@@ -145,6 +145,34 @@ def documents_for(session: Session, source: str) -> list[SearchDocument] | None:
         comment = session.get(Comment, int(raw_id))
         return list(comment_documents(comment)) if comment else None
     return None
+
+
+def documents_for_sources(session: Session, sources: Iterable[str]) -> dict[str, list[SearchDocument]]:
+    """`documents_for` each source (an empty list for one that no longer exists), with the comments among them
+    loaded in one statement, and their codes and versions once each without their texts."""
+    sources = list(sources)
+    ids = [int(raw) for kind, _, raw in (s.partition(":") for s in sources) if kind == "comment" and raw.isdigit()]
+    # Held while the documents are made: the session keeps unchanged objects only weakly, so each comment
+    # would otherwise be loaded again by id, and with it its code's working text and its version's texts.
+    loaded = (
+        list(
+            session.scalars(
+                select(Comment)
+                .where(Comment.id.in_(ids))
+                .options(
+                    selectinload(Comment.code).options(defer(Code.working_text)),
+                    selectinload(Comment.version).options(
+                        defer(Version.markdown), defer(Version.html), defer(Version.toc)
+                    ),
+                )
+            )
+        )
+        if ids
+        else []
+    )
+    documents = {source: documents_for(session, source) or [] for source in sources}
+    del loaded
+    return documents
 
 
 def all_sources(session: Session) -> list[str]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.comments.models import Comment
 from app.db import db
 from app.drafting.models import Code, Version
-from app.search.documents import all_sources, documents_for
+from app.search.documents import all_sources, documents_for_sources
 from app.search.models import SearchQueueItem
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class Indexer:
                     session.rollback()
                     return 0
                 sources = {item.source for item in items}
-                documents = {source: documents_for(session, source) or [] for source in sources}
+                documents = documents_for_sources(session, sources)
                 self._backend_factory().replace_sources(documents)
                 session.execute(delete(SearchQueueItem).where(SearchQueueItem.id.in_([i.id for i in items])))
                 session.commit()
@@ -227,7 +227,7 @@ def reindex_everything(session: Session, backend: Any, chunks: Iterable[list[str
     backend.clear()
     count = 0
     for chunk in chunks if chunks is not None else reindex_chunks(session):
-        backend.replace_sources({source: documents_for(session, source) or [] for source in chunk})
+        backend.replace_sources(documents_for_sources(session, chunk))
         count += len(chunk)
     backend.finish_rebuild()
     return count
