@@ -144,7 +144,9 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SECRET_KEY": _env("SECRET_KEY"),
         "DATABASE_URL_EXPLICIT": explicit_database is not None,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # A ping before each checkout finds connections a database server dropped (a restart, an idle
+        # timeout); a SQLite file cannot drop one, and the ping is a statement on every request.
+        "SQLALCHEMY_ENGINE_OPTIONS": {} if database_url.startswith("sqlite") else {"pool_pre_ping": True},
         "REDIS_URL": redis_url,
         "SOCKETIO_MESSAGE_QUEUE": message_queue,
         "SEARCH_INDEX_DIR": _env("SEARCH_INDEX_DIR", str(INSTANCE / "search-index")),
