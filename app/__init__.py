@@ -97,9 +97,20 @@ def _init_socketio(app: Flask) -> None:
 
 
 def _configure_login() -> None:
+    from sqlalchemy import bindparam, select
     from sqlalchemy.orm import joinedload
 
     from app.accounts.models import User
+    from app.db import READS_NO_COMMENTS
+
+    # Built once: a statement object keeps its cache key, which `session.get` with options computed anew
+    # for every request.
+    user_with_memberships = (
+        select(User)
+        .where(User.id == bindparam("user_id"))
+        .options(joinedload(User.memberships))
+        .execution_options(**{READS_NO_COMMENTS: True})
+    )
 
     login_manager.login_view = "accounts.login"
     # "basic" marks a session from a new address non-fresh instead of ending it: people on mobile networks
@@ -113,7 +124,7 @@ def _configure_login() -> None:
         if not uid.isdigit() or not generation.isdigit():
             return None
         # With the memberships, which nearly every request's permission checks read: one statement, not two.
-        user = db.session.get(User, int(uid), options=[joinedload(User.memberships)])
+        user = db.session.scalars(user_with_memberships, {"user_id": int(uid)}).unique().one_or_none()
         if user is None or user.session_generation != int(generation):
             return None
         return user

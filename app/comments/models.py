@@ -11,7 +11,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, 
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship, with_loader_criteria
 
 from app.accounts.models import StakeholderCategory, User
-from app.db import Base, created_at, pk, str_enum
+from app.db import READS_NO_COMMENTS, Base, created_at, pk, str_enum
 from app.drafting.models import Code, Version
 
 
@@ -261,7 +261,8 @@ INCLUDE_HIDDEN = "include_hidden_comments"
 
 @event.listens_for(Session, "do_orm_execute")
 def _leave_out_hidden_comments(state: ORMExecuteState) -> None:
-    """Hidden comments are left out of every ORM query unless it asks for them with INCLUDE_HIDDEN.
+    """Hidden comments are left out of every ORM query unless it asks for them with INCLUDE_HIDDEN (or says
+    with READS_NO_COMMENTS that it reads none).
 
     One rule in one place, so that pages, counts, the resolution matrix, exports, the comment margin and the
     search index (whose rebuild reads comments through the ORM) all agree without each remembering a filter.
@@ -273,6 +274,7 @@ def _leave_out_hidden_comments(state: ORMExecuteState) -> None:
         or state.is_column_load
         or state.is_relationship_load
         or state.execution_options.get(INCLUDE_HIDDEN, False)
+        or state.execution_options.get(READS_NO_COMMENTS, False)
     ):
         return
     state.statement = state.statement.options(

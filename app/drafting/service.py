@@ -16,7 +16,7 @@ from app.audit.service import append_publication, record_event
 from app.collab import store as collab_store
 from app.collab.service import write_whole_text
 from app.comments.service import notify_new_version, reanchor_comments
-from app.db import utcnow
+from app.db import READS_NO_COMMENTS, utcnow
 from app.drafting import clauses as clause_parser
 from app.drafting.diffing import ClauseDiff, diff_clauses
 from app.drafting.models import Clause, Code, CodeStatus, Version, code_with_versions_without_texts
@@ -98,7 +98,12 @@ class VersionPage:
 
 
 # One statement for the code and its versions' small columns, built once since only the slug changes.
-_CODE_WITH_VERSIONS = select(Code).where(Code.slug == bindparam("slug")).options(*code_with_versions_without_texts())
+_CODE_WITH_VERSIONS = (
+    select(Code)
+    .where(Code.slug == bindparam("slug"))
+    .options(*code_with_versions_without_texts())
+    .execution_options(**{READS_NO_COMMENTS: True})
+)
 _VERSION_TEXT = select(Version.html, Version.toc).where(Version.id == bindparam("version_id"))
 _CLAUSE_HEADINGS = (
     select(Clause.key, Clause.heading).where(Clause.version_id == bindparam("version_id")).order_by(Clause.ordinal)
