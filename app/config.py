@@ -144,9 +144,6 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SECRET_KEY": _env("SECRET_KEY"),
         "DATABASE_URL_EXPLICIT": explicit_database is not None,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        # A ping before each checkout finds connections a database server dropped (a restart, an idle
-        # timeout); a SQLite file cannot drop one, and the ping is a statement on every request.
-        "SQLALCHEMY_ENGINE_OPTIONS": {} if database_url.startswith("sqlite") else {"pool_pre_ping": True},
         "REDIS_URL": redis_url,
         "SOCKETIO_MESSAGE_QUEUE": message_queue,
         "SEARCH_INDEX_DIR": _env("SEARCH_INDEX_DIR", str(INSTANCE / "search-index")),
@@ -203,6 +200,11 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config.update(overrides)
     if "SQLALCHEMY_DATABASE_URI" in overrides:
         config["DATABASE_URL_EXPLICIT"] = True
+    # A ping before each checkout finds connections a database server dropped (a restart, an idle timeout);
+    # a SQLite file cannot drop one, and the ping is a statement on every request.
+    if "SQLALCHEMY_ENGINE_OPTIONS" not in config:
+        on_sqlite = str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite")
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = {} if on_sqlite else {"pool_pre_ping": True}
     read.problems.extend(_production_problems(config) if config["ACCORD_ENV"] == "production" else [])
     token = config.get("METRICS_TOKEN")
     if token and len(token) < MIN_METRICS_TOKEN_LENGTH:

@@ -20,6 +20,7 @@ from app.audit.service import event_row, record_event, record_events
 from app.comments import anchoring
 from app.comments.campaigns import campaign_groups
 from app.comments.models import (
+    INCLUDE_HIDDEN,
     AnchorState,
     Comment,
     CommentAnchor,
@@ -150,8 +151,11 @@ class Submission:
 
 
 def find_by_key(session: Session, author: User, key: str) -> Comment | None:
+    # Hidden comments too: their key is taken, and a retry must be told so rather than fail to insert.
     return session.scalars(
-        select(Comment).where(Comment.author_id == author.id, Comment.idempotency_key == key)
+        select(Comment)
+        .where(Comment.author_id == author.id, Comment.idempotency_key == key)
+        .execution_options(**{INCLUDE_HIDDEN: True})
     ).first()
 
 
@@ -407,7 +411,9 @@ def store_comment_rows(session: Session, batch: list[PlannedComment]) -> list[tu
         slots.append((key, False))
     # One INSERT ... RETURNING for the batch, which also puts the rows in the session. Without ORM objects to
     # flush, the unit of work (a statement per row on SQLite, and most of the writer's time) is left out.
-    fresh = list(session.scalars(insert(Comment).returning(Comment), list(rows.values()))) if rows else []
+    # render_nulls: one statement even when rows leave different columns empty (no such column has a default).
+    insert_comments = insert(Comment).returning(Comment).execution_options(render_nulls=True)
+    fresh = list(session.scalars(insert_comments, list(rows.values()))) if rows else []
     created = {(comment.author_id, comment.idempotency_key): comment for comment in fresh}
     queue_for_search(session, [f"comment:{comment.id}" for comment in fresh])
     # The batch's receipt hashes, audit events and anchors in later versions go in with a statement per
@@ -434,7 +440,7 @@ def store_comment_rows(session: Session, batch: list[PlannedComment]) -> list[tu
             set_committed_value(comment, "receipt_sha256", row["receipt_sha256"])
     record_events(session, events)
     if anchors:
-        session.execute(insert(CommentAnchor), anchors)
+        session.execute(insert(CommentAnchor).execution_options(render_nulls=True), anchors)
         for comment in fresh:
             session.expire(comment, ["anchors"])
     return [
@@ -490,9 +496,9 @@ def _changed_since_planned(
 def _stored_with_keys(session: Session, batch: list[PlannedComment]) -> dict[tuple[int | None, str], Comment]:
     wanted = {(p.author_id, p.idempotency_key) for p in batch}
     found = session.scalars(
-        select(Comment).where(
-            Comment.author_id.in_({a for a, _ in wanted}), Comment.idempotency_key.in_({k for _, k in wanted})
-        )
+        select(Comment)
+        .where(Comment.author_id.in_({a for a, _ in wanted}), Comment.idempotency_key.in_({k for _, k in wanted}))
+        .execution_options(**{INCLUDE_HIDDEN: True})
     )
     return {(c.author_id, c.idempotency_key): c for c in found if (c.author_id, c.idempotency_key) in wanted}
 
@@ -500,6 +506,13 @@ def _stored_with_keys(session: Session, batch: list[PlannedComment]) -> dict[tup
 def _replay_or_refusal(existing: Comment, fingerprint: str) -> tuple[Comment, bool] | DomainError:
     if existing.request_sha256 != fingerprint:
         return _key_reused()
+    if existing.is_hidden:
+        return Conflict(
+            _l(
+                "An administrator has hidden the comment sent with this key. Write to the working group if you "
+                "think that is wrong."
+            )
+        )
     return existing, True
 
 
@@ -906,12 +919,6 @@ def reanchor_comments(session: Session, new: Version) -> ReanchorReport:
             session.expire(comment, ["anchors"])
     session.flush()
     return report
-
-
-def carry_forward(session: Session, comment: Comment) -> None:
-    """Place a comment made on an older version into every later version that already exists."""
-    for values in _forward_placements(comment):
-        session.add(CommentAnchor(comment=comment, **values))
 
 
 def _forward_placements(comment: Comment) -> list[dict[str, Any]]:

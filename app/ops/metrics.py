@@ -119,7 +119,8 @@ class AccordCollector(Collector):
 def _intake_writer(writer: Any) -> Iterator[Any]:
     """The comment intake writer of this process (app/comments/writer.py): how it batches, and its backlog."""
     batches = CounterMetricFamily(
-        "accord_intake_batches", "Transactions in which the intake writer stored comments (group commit)."
+        "accord_intake_batches",
+        "Transactions of the intake writer (group commit): new comments, and retries of stored ones answered.",
     )
     batches.add_metric([], writer.batches if writer else 0)
     yield batches

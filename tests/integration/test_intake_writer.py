@@ -17,13 +17,15 @@ from sqlalchemy.exc import OperationalError
 
 from app import create_app
 from app.accounts import service as accounts
-from app.accounts.models import Role, User
-from app.comments import service
+from app.accounts.models import Membership, Role, User
+from app.audit.models import AuditEvent
+from app.comments import reports, service
 from app.comments import writer as writer_module
 from app.comments.models import Comment, IntakeAttempt
 from app.comments.writer import writer_for
 from app.db import db
 from app.errors import Conflict, Forbidden, ValidationFailed
+from app.search.models import SearchQueueItem
 from tests.conftest import PASSWORD
 from tests.integration.test_comments_api import post, set_window
 
@@ -68,6 +70,74 @@ def test_a_batch_stores_new_keys_and_answers_repeated_ones_from_the_batch(sessio
     (later,) = service.store_comments(session, [dataclasses.replace(bobs)])
     assert later == dataclasses.replace(second, replayed=True)
     assert again.comment_id not in (stored.comment_id, second.comment_id)
+
+
+def test_a_batch_writes_each_comments_audit_event_search_entry_and_anchors_in_every_later_version(
+    session, make_user, make_code
+):
+    code = make_code(versions=3, published=1)
+    set_window(session, code)
+    first, second, third = code.versions
+    alice, bob = make_user(), make_user()
+    # c-2 reads the same in v2 and is gone from v3; c-1 is rewritten in v2 and kept as is in v3.
+    kept_then_gone = service.Submission("c-2", "Opt-outs need a standard.", "chain-key-01", quote="respect opt-outs")
+    rewritten = service.Submission("c-1", "Say which models.", "chain-key-02", quote="Providers shall document")
+    plans = [service.prepare_comment(session, u, first, sub) for u, sub in ((alice, kept_then_gone), (bob, rewritten))]
+    session.rollback()
+
+    receipts = service.store_comments(session, plans)
+    session.commit()
+
+    session.expire_all()
+    gone, kept = (session.get_one(Comment, r.comment_id) for r in receipts)
+
+    def anchors(comment: Comment) -> list[tuple[int, str | None, str]]:
+        return [
+            (a.version_id, a.clause_key, a.state.value) for a in sorted(comment.anchors, key=lambda a: a.version_id)
+        ]
+
+    states = {c.clause_key: anchors(c) for c in (gone, kept)}
+    assert states == {
+        "c-2": [(second.id, "c-2", "anchored"), (third.id, None, "orphaned")],
+        "c-1": [(second.id, "c-1", "anchored"), (third.id, "c-1", "anchored")],
+    }
+    text_in_second = service.clause_texts(second)["c-1"]
+    anchor = kept.anchor_in(second.id)
+    assert text_in_second[anchor.start : anchor.end] == "Providers shall document"
+    events = session.scalars(select(AuditEvent).where(AuditEvent.action == "comment.submitted")).all()
+    assert sorted((e.actor_id, e.object_id, e.detail) for e in events) == sorted(
+        [(alice.id, str(gone.id), {"version": first.id}), (bob.id, str(kept.id), {"version": first.id})]
+    )
+    assert all(e.created_at is not None for e in events)
+    queued = set(session.scalars(select(SearchQueueItem.source)))
+    assert {f"comment:{gone.id}", f"comment:{kept.id}"} <= queued
+    assert all(
+        c.receipt_sha256 == service.receipt_hash(c) == r.sha256 for c, r in zip((gone, kept), receipts, strict=True)
+    )
+
+
+def test_a_retry_of_a_comment_an_admin_hid_is_refused_with_a_reason(session, make_user, open_code):
+    alice, admin = make_user(), make_user(admin=True)
+    version = open_code.versions[0]
+    (receipt,) = service.store_comments(session, [plan_for(session, alice, version, "hidden-key-01")])
+    session.commit()
+    reports.hide_comment(session, admin, session.get_one(Comment, receipt.comment_id), "Sent in someone's name.")
+    session.commit()
+
+    retried_in_a_batch = service.store_comments(session, [plan_for(session, alice, version, "hidden-key-01")])
+    session.commit()
+    session.add(Membership(user_id=alice.id, working_group_id=open_code.working_group_id, role=Role.OBSERVER))
+    session.commit()
+    with pytest.raises(Conflict, match="hidden"):
+        # Refused by the request's checks (now an observer), the key is looked up there.
+        service.prepare_comment(session, alice, version, service.Submission("c-2", "A comment.", "hidden-key-01"))
+
+    (answer,) = retried_in_a_batch
+    assert isinstance(answer, Conflict)
+    assert "hidden" in answer.message
+    assert (
+        session.scalar(select(func.count()).select_from(Comment).execution_options(include_hidden_comments=True)) == 1
+    )
 
 
 @contextmanager
