@@ -130,6 +130,7 @@ def openapi_document() -> dict[str, Any]:
                         "401": _json(_ref("Error"), "Not logged in"),
                         "403": _json(_ref("Error"), "The consultation is not open, or you may not comment"),
                         "404": _NOT_FOUND,
+                        "409": _json(_ref("Error"), "A retry of a comment an administrator has hidden"),
                         "415": _json(_ref("Error"), "The body is not JSON"),
                         "422": _json(_ref("Error"), "Invalid fields, or the key was used for a different comment"),
                         "503": _json(_ref("Error"), "Busy: retry after the Retry-After header, with the same key"),
