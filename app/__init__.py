@@ -120,11 +120,11 @@ def _configure_login() -> None:
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
         # The id carries the session generation, so a password change ends every older session.
-        uid, _, generation = user_id.partition(":")
-        if not uid.isdigit() or not generation.isdigit():
+        parsed = User.parse_login_id(user_id)
+        if parsed is None:
             return None
         # With the memberships, which nearly every request's permission checks read: one statement, not two.
-        user = db.session.scalars(user_with_memberships, {"user_id": int(uid)}).unique().one_or_none()
-        if user is None or user.session_generation != int(generation):
+        user = db.session.scalars(user_with_memberships, {"user_id": parsed[0]}).unique().one_or_none()
+        if user is None or user.session_generation != parsed[1]:
             return None
         return user

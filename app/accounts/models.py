@@ -163,6 +163,14 @@ class User(UserMixin, Base):
     def get_id(self) -> str:
         return f"{self.id}:{self.session_generation}"
 
+    @staticmethod
+    def parse_login_id(login_id: object) -> tuple[int, int] | None:
+        """The user id and session generation in a login id made by `get_id`, or None for anything else."""
+        uid, _, generation = str(login_id or "").partition(":")
+        if not uid.isdigit() or not generation.isdigit():
+            return None
+        return int(uid), int(generation)
+
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email}>"
 

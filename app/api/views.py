@@ -14,7 +14,7 @@ from app.audit.service import publication_log, verify_publication_log
 from app.comments import service as comments
 from app.comments.intake import intake_slot
 from app.comments.models import Comment
-from app.comments.views import submit_with
+from app.comments.views import signed_in_login_id, submit_with
 from app.consensus import service as consensus
 from app.consensus.models import Position
 from app.db import db, in_transaction, utcnow
@@ -196,8 +196,8 @@ def _remember_refused(slug: str) -> None:
 
 
 def _submit_comment(slug: str, number: int) -> tuple[Response, int]:
-    if not current_user.is_authenticated:
-        raise Unauthorized(_l("Log in to comment; the API uses the same session cookie as the pages."))
+    if signed_in_login_id() is None:
+        raise Unauthorized(comments.LOG_IN_TO_COMMENT)
     # Requiring JSON keeps cross-site forms out: a browser cannot send it cross-origin without CORS consent.
     if not request.is_json:
         raise UnsupportedMediaType()

@@ -70,16 +70,17 @@ def event_access(session: Session, login_id: object, code_id: object) -> EventAc
     Raises:
         NotFound: when the code does not exist, the session is stale, or the user may not read the text.
     """
-    uid, _, generation = str(login_id or "").partition(":")
-    if not uid.isdigit() or not generation.isdigit() or not isinstance(code_id, int) or isinstance(code_id, bool):
+    parsed = User.parse_login_id(login_id)
+    if parsed is None or not isinstance(code_id, int) or isinstance(code_id, bool):
         raise NotFound()
-    row = session.execute(_EVENT_ACCESS, {"user_id": int(uid), "code_id": code_id}).first()
-    if row is None or row.session_generation != int(generation):
+    uid, generation = parsed
+    row = session.execute(_EVENT_ACCESS, {"user_id": uid, "code_id": code_id}).first()
+    if row is None or row.session_generation != generation:
         raise NotFound()
     can_read, can_write = working_text_access(row.role, row.is_admin)
     if not can_read:
         raise NotFound()
-    return EventAccess(int(uid), code_id, can_write)
+    return EventAccess(uid, code_id, can_write)
 
 
 def write_whole_text(session: Session, code: Code, text: str, user_id: int | None) -> bool:

@@ -31,10 +31,21 @@ from app.comments.models import (
     Notification,
     Visibility,
 )
-from app.db import after_commit, utcnow
+from app.db import READS_NO_COMMENTS, after_commit, utcnow
+from app.drafting.lookup import codes_with_versions, version_in
 from app.drafting.models import Clause, Code, Version, code_with_versions_without_texts
 from app.drafting.rendering import render_fragment
-from app.errors import Conflict, DomainError, Forbidden, NotFound, Text, ValidationFailed, lazy_join, lazy_number
+from app.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    Text,
+    Unauthorized,
+    ValidationFailed,
+    lazy_join,
+    lazy_number,
+)
 from app.errors import lazy_gettext as _l
 from app.notices import notify
 from app.ops.metrics import comments_accepted
@@ -46,6 +57,7 @@ MAX_PROPOSAL = 20_000
 # Near the deadline, a refused submission's first sight is recorded (see note_refused_attempt).
 DEADLINE_MARGIN = dt.timedelta(minutes=30)
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
+LOG_IN_TO_COMMENT = _l("Log in to comment; the API uses the same session cookie as the pages.")
 
 
 # --- the consultation window ---------------------------------------------------------------------
@@ -283,13 +295,15 @@ def submit_comment(session: Session, actor: User, version: Version, sub: Submiss
     return result
 
 
-def prepare_comment(session: Session, actor: User, version: Version, sub: Submission) -> PlannedComment | Receipt:
+def prepare_comment(
+    session: Session, actor: User, version: Version, sub: Submission, *, received_at: dt.datetime | None = None
+) -> PlannedComment | Receipt:
     """Check a submission and work out what to store, writing nothing.
 
     A retry of a stored comment that these checks would now refuse gets its receipt here; any other retry
     becomes a plan like a new submission, and `store_comments` answers it with the stored comment's receipt.
-    Timeliness is decided by the server time of the first attempt: now, or the time an earlier attempt with
-    the same key was seen but could not be taken.
+    Timeliness is decided by the server time of the first attempt: `received_at` (default now), or the time
+    an earlier attempt with the same key was seen but could not be taken.
 
     Raises:
         NotFound: when the viewer may not see the version or the parent comment.
@@ -299,7 +313,7 @@ def prepare_comment(session: Session, actor: User, version: Version, sub: Submis
     require(actor, Action.VIEW_VERSION, version)
     fingerprint = sub.fingerprint(version.id)
     try:
-        return _plan(session, actor, version, sub, fingerprint)
+        return _plan(session, actor, version, sub, fingerprint, received_at or utcnow())
     except DomainError:
         # A retry of a stored comment gets its receipt even when the same request would now be refused (the
         # window has closed, the author became an observer). Looked up only here: a plan the checks let
@@ -311,9 +325,10 @@ def prepare_comment(session: Session, actor: User, version: Version, sub: Submis
         raise
 
 
-def _plan(session: Session, actor: User, version: Version, sub: Submission, fingerprint: str) -> PlannedComment:
+def _plan(
+    session: Session, actor: User, version: Version, sub: Submission, fingerprint: str, now: dt.datetime
+) -> PlannedComment:
     anchor, kind, visibility = _validate(version, sub)
-    now = utcnow()
     code = version.code
     # An earlier attempt matters only once the window has closed; while it is open, now is on time too.
     first_seen = now if code.consultation_open(now) else (_first_seen(session, actor, sub.idempotency_key) or now)
@@ -350,6 +365,65 @@ def _plan(session: Session, actor: User, version: Version, sub: Submission, fing
     )
 
 
+@dataclass(frozen=True)
+class Intake:
+    """A submission as a request took it in, with nothing checked that needs the database: who sent it (the
+    session's login id, as `User.get_id` makes it), to which version, and when it arrived.
+
+    The intake writer checks a batch of them at the write (`plan_intakes`), loading the batch's authors and
+    codes once, so the request itself reads nothing from the database.
+    """
+
+    login_id: str
+    slug: str
+    number: int
+    submission: Submission
+    received_at: dt.datetime
+
+
+def plan_intakes(session: Session, intakes: list[Intake]) -> list[PlannedComment | Receipt | DomainError]:
+    """Check a batch of submissions as `prepare_comment` checks one, after the same checks of who sent them
+    and of the version that the request would make; one result per submission, in order.
+
+    A session whose login id is stale (the password changed, the account was erased) is refused with 401, a
+    version the author may not see with 404, as the request would have answered.
+    """
+    logins = {intake.login_id: User.parse_login_id(intake.login_id) for intake in intakes}
+    users = _authors(session, {parsed[0] for parsed in logins.values() if parsed is not None})
+    codes = codes_with_versions(session, {intake.slug for intake in intakes})
+    results: list[PlannedComment | Receipt | DomainError] = []
+    for intake in intakes:
+        author = _signed_in(users, logins[intake.login_id])
+        if author is None:
+            results.append(Unauthorized(LOG_IN_TO_COMMENT))
+            continue
+        try:
+            version = version_in(codes.get(intake.slug), author, intake.number)
+            results.append(prepare_comment(session, author, version, intake.submission, received_at=intake.received_at))
+        except DomainError as refusal:
+            results.append(refusal)
+    return results
+
+
+def _authors(session: Session, user_ids: set[int]) -> dict[int, User]:
+    """The batch's authors with their memberships, which the permission checks read."""
+    found = session.scalars(
+        select(User)
+        .where(User.id.in_(user_ids))
+        .options(selectinload(User.memberships))
+        .execution_options(**{READS_NO_COMMENTS: True})
+    )
+    return {user.id: user for user in found}
+
+
+def _signed_in(users: dict[int, User], login: tuple[int, int] | None) -> User | None:
+    """The user a login id names, unless the session it came from has ended (as Flask-Login's loader)."""
+    author = users.get(login[0]) if login is not None else None
+    if author is None or login is None or author.session_generation != login[1] or not author.is_authenticated:
+        return None
+    return author
+
+
 def store_comments(session: Session, batch: list[PlannedComment]) -> list[Receipt | DomainError]:
     """Write a batch of planned comments in the caller's transaction; one receipt or refusal per plan, in order.
 
@@ -373,12 +447,7 @@ def store_comment_rows(session: Session, batch: list[PlannedComment]) -> list[tu
             `in_transaction` does) finds it stored and answers with its receipt.
     """
     stored = _stored_with_keys(session, batch)
-    users = {
-        user.id: user
-        for user in session.scalars(
-            select(User).where(User.id.in_({p.author_id for p in batch})).options(selectinload(User.memberships))
-        )
-    }
+    users = _authors(session, {p.author_id for p in batch})
     # With their versions, which carrying comments forward reads; none of the texts, which nothing here reads.
     codes = {
         code.id: code

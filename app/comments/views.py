@@ -11,7 +11,19 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask import session as browser_session
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from markupsafe import Markup
@@ -35,7 +47,7 @@ from app.comments.writer import writer_for
 from app.db import db, in_transaction, release_connection, utcnow
 from app.drafting import service as drafting
 from app.drafting.models import Version
-from app.errors import DomainError, NotFound, Unavailable, ValidationFailed
+from app.errors import DomainError, NotFound, Unauthorized, Unavailable, ValidationFailed
 from app.policy import Action, require
 
 bp = Blueprint("comments", __name__)
@@ -69,32 +81,33 @@ def submit_with(
     """`submit`, and `describe(session, receipt)` inside the transaction that stores the comment: an answer
     built from the rows just written, instead of reading them all again after the commit.
 
-    The submission is checked here; the process's intake writer stores it together with the others that
-    arrive meanwhile (group commit), and the receipt comes back once that transaction has committed.
+    The request reads nothing from the database. The process's intake writer checks the submission together
+    with the others that arrive meanwhile (loading their authors and codes once), stores them in one
+    transaction (group commit), and the receipt or the refusal comes back once that transaction has
+    committed. Timeliness is judged by the time the request arrived, not the time of the write.
+
+    Raises:
+        Unauthorized: when no one is signed in, or the session has ended (a changed password).
+        DomainError: what `service.plan_intakes` and `service.store_comment_rows` refuse.
+        Unavailable: when the server is too busy or the write was not confirmed in time.
     """
-
-    def prepare(session: Session) -> service.PlannedComment | tuple[service.Receipt, T]:
-        planned = service.prepare_comment(session, _actor(session), _version(session, slug, number), submission)
-        if isinstance(planned, service.Receipt):  # a retry of a stored comment: answered from what is stored
-            return planned, describe(session, planned)
-        return planned
-
-    planned: service.PlannedComment | tuple[service.Receipt, T] | None = None
+    login_id = signed_in_login_id()
+    if login_id is None:
+        raise Unauthorized(service.LOG_IN_TO_COMMENT)
+    intake = service.Intake(login_id, slug, number, submission, utcnow())
+    handed_over = False
     try:
         with intake_slot():
-            # Reads only: nothing to commit, and the loaded user and version stay fresh for the answer.
-            planned = prepare(db.session)
-            if not isinstance(planned, service.PlannedComment):
-                return planned
+            # A page's request may have read its user already: the writer should not wait for its connection.
             release_connection(db.session())
-            return writer_for(current_app._get_current_object()).store(planned, describe)  # type: ignore[attr-defined]
+            handed_over = True
+            return writer_for(current_app._get_current_object()).store(intake, describe)  # type: ignore[attr-defined]
     except Unavailable:
-        if isinstance(planned, service.PlannedComment):
-            # Checked but not confirmed in time: the plan may still be stored. Its retry must be judged by
+        if handed_over:
+            # Taken but not confirmed in time: the comment may still be stored. Its retry must be judged by
             # this first sight, not by when the retry comes (after the deadline, it would be refused as
             # late while the first attempt is stored anyway).
-            seen_at = planned.received_at
-            in_transaction(lambda s: service.note_attempt(s, _actor(s), submission.idempotency_key, seen_at))
+            in_transaction(lambda s: service.note_attempt(s, _actor(s), submission.idempotency_key, intake.received_at))
         else:
             in_transaction(
                 lambda s: service.note_refused_attempt(
@@ -102,6 +115,16 @@ def submit_with(
                 )
             )
         raise
+
+
+def signed_in_login_id() -> str | None:
+    """The signed-in person's login id (`User.get_id`), taken from the session without loading the account:
+    the intake writer checks it, with the other authors of its batch. A session that Flask-Login restores
+    from the remember-me cookie holds no id until it has loaded the user, which it then does here."""
+    login_id = browser_session.get("_user_id")
+    if login_id is None and current_user.is_authenticated:
+        login_id = current_user.get_id()
+    return login_id if isinstance(login_id, str) else None
 
 
 class _RenderedOnceSelect(Select):

@@ -1,14 +1,16 @@
 """Group commit for comment intake: one writer thread per process stores the submissions that wait together.
 
-Near a deadline hundreds of submissions arrive a second. Each request checks its submission and works out
-what to store (`prepare_comment`, reads only), then hands the plan to this writer and waits. The writer
-takes every plan waiting at that moment, stores them in one transaction (`store_comment_rows`) and commits
-once; only then does each request get its receipt. A batch forms by itself: while one commits, the next
-gathers, so a quiet server commits each comment alone and a busy one commits dozens at once.
+Near a deadline hundreds of submissions arrive a second. Each request reads its fields, notes the time it
+arrived and hands the submission (an `Intake`) to this writer, and waits. The writer takes every submission
+waiting at that moment, checks them all (`plan_intakes`: who sent each, whether they may comment on that
+version, the window, the anchor), stores them in one transaction (`store_comment_rows`) and commits once;
+only then does each request get its receipt or its refusal. A batch forms by itself: while one commits, the
+next gathers, so a quiet server commits each comment alone and a busy one commits dozens at once.
 
-On SQLite this turns one commit per comment into one per batch; the batch also shares the loading of its
-codes, versions and authors, and the requests never contend for SQLite's single write lock among
-themselves.
+On SQLite this turns one commit per comment into one per batch; the batch also loads its authors (with their
+memberships) and codes (with their versions) once, where each request used to load its own, and the
+requests never contend for SQLite's single write lock among themselves. A plan checked elsewhere
+(`prepare_comment`, as tests and scripts do) can be stored through the writer too.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
-from app.comments.service import PlannedComment, Receipt, receipt_of, store_comment_rows
+from app.comments.service import Intake, PlannedComment, Receipt, plan_intakes, receipt_of, store_comment_rows
 from app.db import db, in_transaction
 from app.errors import DomainError, Unavailable
 from app.errors import lazy_gettext as _l
@@ -51,7 +53,7 @@ DATABASE_FAILURES = (OperationalError, InterfaceError, DisconnectionError, PoolT
 
 @dataclass
 class _Job(Generic[T]):
-    plan: PlannedComment
+    plan: PlannedComment | Intake
     describe: Callable[[Session, Receipt], T]
     done: Future[tuple[Receipt, T]] = field(default_factory=Future)
 
@@ -76,13 +78,19 @@ class IntakeWriter:
         return self._jobs.qsize()
 
     def store(
-        self, plan: PlannedComment, describe: Callable[[Session, Receipt], T], *, wait_seconds: float | None = None
+        self,
+        plan: PlannedComment | Intake,
+        describe: Callable[[Session, Receipt], T],
+        *,
+        wait_seconds: float | None = None,
     ) -> tuple[Receipt, T]:
-        """Store `plan` in the next batch and return its receipt with `describe(session, receipt)`, which runs
-        in the batch's transaction (so an answer can be built from the rows just written).
+        """Check (an `Intake`) and store `plan` in the next batch and return its receipt with
+        `describe(session, receipt)`, which runs in the batch's transaction (so an answer can be built from the
+        rows just written).
 
         Raises:
-            DomainError: what `store_comment_rows` answers for this plan (its key used for another comment).
+            DomainError: the refusal of `plan_intakes` (not signed in, not allowed, window closed, bad fields)
+                or of `store_comment_rows` (the key used for another comment).
             Unavailable: when the batch has not committed within `wait_seconds` (default WAIT_SECONDS). The
                 plan may still be stored after that; a retry with the same key then gets its receipt.
         """
@@ -149,16 +157,26 @@ class IntakeWriter:
 
 
 def _store_and_describe(session: Session, batch: list[_Job[Any]]) -> list[tuple[Receipt, Any] | DomainError]:
+    plans = _checked(session, [job.plan for job in batch])
     # The rows stay referenced while the answers are described, so reading them again needs no query.
-    rows = store_comment_rows(session, [job.plan for job in batch])
+    rows = iter(store_comment_rows(session, [plan for plan in plans if isinstance(plan, PlannedComment)]))
     answers: list[tuple[Receipt, Any] | DomainError] = []
-    for job, row in zip(batch, rows, strict=True):
-        if isinstance(row, DomainError):
-            answers.append(row)
-        else:
-            receipt = receipt_of(row[0], replayed=row[1])
-            answers.append((receipt, job.describe(session, receipt)))
+    for job, plan in zip(batch, plans, strict=True):
+        if isinstance(plan, PlannedComment):
+            row = next(rows)
+            if isinstance(row, DomainError):
+                answers.append(row)
+                continue
+            plan = receipt_of(row[0], replayed=row[1])
+        # A receipt here is a stored comment's, for a retry that the checks would now refuse.
+        answers.append(plan if isinstance(plan, DomainError) else (plan, job.describe(session, plan)))
     return answers
+
+
+def _checked(session: Session, plans: list[PlannedComment | Intake]) -> list[PlannedComment | Receipt | DomainError]:
+    """The batch with each `Intake` checked and planned; plans made elsewhere are kept as they are."""
+    intakes = iter(plan_intakes(session, [plan for plan in plans if isinstance(plan, Intake)]))
+    return [next(intakes) if isinstance(plan, Intake) else plan for plan in plans]
 
 
 def writer_for(app: Flask) -> IntakeWriter:

@@ -16,10 +16,11 @@ from app.audit.service import append_publication, record_event
 from app.collab import store as collab_store
 from app.collab.service import write_whole_text
 from app.comments.service import notify_new_version, reanchor_comments
-from app.db import READS_NO_COMMENTS, utcnow
+from app.db import utcnow
 from app.drafting import clauses as clause_parser
 from app.drafting.diffing import ClauseDiff, diff_clauses
-from app.drafting.models import Clause, Code, CodeStatus, Version, code_with_versions_without_texts
+from app.drafting.lookup import code_with_versions, version_in
+from app.drafting.models import Clause, Code, CodeStatus, Version
 from app.drafting.rendering import PERMALINK_LABEL, localise_permalinks, render_markdown
 from app.drafting.texts import VersionText, build_version_text, version_texts
 from app.errors import Conflict, NotFound, Text, TooLarge, ValidationFailed
@@ -97,13 +98,6 @@ class VersionPage:
         return next((v for v in reversed(self.versions) if v.number < self.version.number), None)
 
 
-# One statement for the code and its versions' small columns, built once since only the slug changes.
-_CODE_WITH_VERSIONS = (
-    select(Code)
-    .where(Code.slug == bindparam("slug"))
-    .options(*code_with_versions_without_texts())
-    .execution_options(**{READS_NO_COMMENTS: True})
-)
 _VERSION_TEXT = select(Version.html, Version.toc).where(Version.id == bindparam("version_id"))
 _CLAUSE_HEADINGS = (
     select(Clause.key, Clause.heading).where(Clause.version_id == bindparam("version_id")).order_by(Clause.ordinal)
@@ -119,15 +113,7 @@ def find_version(session: Session, viewer: object, slug: str, number: int) -> Ve
     Raises:
         NotFound: when the code or version does not exist or the viewer may not see it.
     """
-    code = session.scalars(_CODE_WITH_VERSIONS, {"slug": slug}).unique().one_or_none()
-    if code is None:
-        raise NotFound()
-    require(viewer, Action.VIEW_CODE, code)
-    version = next((v for v in code.versions if v.number == number), None)
-    if version is None:
-        raise NotFound()
-    require(viewer, Action.VIEW_VERSION, version)
-    return version
+    return version_in(code_with_versions(session, slug), viewer, number)
 
 
 def get_version_page(
