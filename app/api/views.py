@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -167,35 +168,31 @@ def _versioned(slug: str, number: int) -> Version:
 
 @bp.post("/api/v1/codes/<slug>/versions/<int:number>/comments")
 def submit_comment(slug: str, number: int) -> tuple[Response, int]:
-    # The intake slot comes first, before even the session's user is loaded: under overload a request
-    # without a slot is answered 503 at once instead of queueing for one of the pool's connections.
+    # Its arrival decides whether it is on time, even if it then waits for an intake slot.
+    received_at = utcnow()
+    # The intake slot comes first: under overload a request without one is answered 503 at once.
     try:
         with intake_slot():
-            return _submit_comment(slug, number)
+            return _submit_comment(slug, number, received_at)
     except Unavailable:
-        _remember_refused(slug)
+        _remember_refused(slug, number, received_at)
         raise
 
 
-def _remember_refused(slug: str) -> None:
+def _remember_refused(slug: str, number: int, received_at: dt.datetime) -> None:
     """Near the deadline, note when a refused submission was first seen, so its retry counts as on time."""
     payload = request.get_json(silent=True)
     key = request.headers.get("Idempotency-Key") or (
         payload.get("idempotency_key") if isinstance(payload, dict) else ""
     )
-    if not current_user.is_authenticated or not isinstance(key, str) or not key:
+    login_id = signed_in_login_id()
+    if login_id is None or not isinstance(key, str) or not key:
         return
-    in_transaction(
-        lambda s: comments.note_refused_attempt(
-            s,
-            s.get(User, current_user.id),
-            service.get_code(s, current_user, slug),
-            key,  # type: ignore[arg-type]
-        )
-    )
+    intake = comments.Intake(login_id, slug, number, comments.Submission("", "", key), received_at)
+    in_transaction(lambda s: comments.note_unconfirmed(s, intake, taken=False))
 
 
-def _submit_comment(slug: str, number: int) -> tuple[Response, int]:
+def _submit_comment(slug: str, number: int, received_at: dt.datetime) -> tuple[Response, int]:
     if signed_in_login_id() is None:
         raise Unauthorized(comments.LOG_IN_TO_COMMENT)
     # Requiring JSON keeps cross-site forms out: a browser cannot send it cross-origin without CORS consent.
@@ -222,7 +219,11 @@ def _submit_comment(slug: str, number: int) -> tuple[Response, int]:
         parent_id=field("parent_id", int),
     )
     receipt, comment_json = submit_with(
-        slug, number, submission, lambda session, receipt: _comment_json(session.get_one(Comment, receipt.comment_id))
+        slug,
+        number,
+        submission,
+        lambda session, receipt: _comment_json(session.get_one(Comment, receipt.comment_id)),
+        received_at=received_at,
     )
     return jsonify({"receipt": receipt.as_json(), "comment": comment_json}), 200 if receipt.replayed else 201
 

@@ -32,7 +32,7 @@ from app.comments.models import (
     Visibility,
 )
 from app.db import READS_NO_COMMENTS, after_commit, utcnow
-from app.drafting.lookup import codes_with_versions, version_in
+from app.drafting.lookup import code_with_versions, codes_with_versions, version_in
 from app.drafting.models import Clause, Code, Version, code_with_versions_without_texts
 from app.drafting.rendering import render_fragment
 from app.errors import (
@@ -185,11 +185,35 @@ def note_attempt(session: Session, author: User, key: str, seen_at: dt.datetime 
         session.add(attempt)
 
 
-def note_refused_attempt(session: Session, author: User, code: Code, key: str) -> None:
+def note_refused_attempt(
+    session: Session, author: User, code: Code, key: str, seen_at: dt.datetime | None = None
+) -> None:
     """Near the deadline, remember a submission the server could not take, so its retry counts as on time."""
     closes = code.consultation_closes_at
     if closes is not None and closes - utcnow() < DEADLINE_MARGIN:
-        note_attempt(session, author, key)
+        note_attempt(session, author, key, seen_at)
+
+
+def note_unconfirmed(session: Session, intake: Intake, *, taken: bool) -> None:
+    """Remember when a submission that was answered 503 arrived, so that its retry is judged by that time.
+
+    `taken`: the intake writer had it queued, and may still store it; its arrival always counts then. One
+    refused at the door (no intake slot) is remembered only near the deadline. Nothing is noted for a
+    session that has ended or a version its author may not see.
+    """
+    login = User.parse_login_id(intake.login_id)
+    author = _signed_in(_authors(session, {login[0]}), login) if login is not None else None
+    if author is None:
+        return
+    try:
+        code = version_in(code_with_versions(session, intake.slug), author, intake.number).code
+    except NotFound:
+        return
+    key = intake.submission.idempotency_key
+    if taken:
+        note_attempt(session, author, key, intake.received_at)
+    else:
+        note_refused_attempt(session, author, code, key, intake.received_at)
 
 
 def _first_seen(session: Session, author: User, key: str) -> dt.datetime | None:
@@ -261,8 +285,9 @@ def _validate(version: Version, sub: Submission) -> tuple[anchoring.Anchor, Comm
 class PlannedComment:
     """A checked submission, ready to be stored: plain values only, so another thread's session can write it.
 
-    `prepare_comment` makes it from what a request may read; `store_comments` writes a batch of them in the
-    caller's transaction, which is how the intake writer commits many submissions at once.
+    `prepare_comment` makes it (the intake writer through `plan_intakes`, in the transaction that stores it);
+    `store_comments` writes a batch of them in the caller's transaction, which is how the intake writer
+    commits many submissions at once.
     """
 
     author_id: int
@@ -388,6 +413,8 @@ def plan_intakes(session: Session, intakes: list[Intake]) -> list[PlannedComment
     A session whose login id is stale (the password changed, the account was erased) is refused with 401, a
     version the author may not see with 404, as the request would have answered.
     """
+    if not intakes:
+        return []
     logins = {intake.login_id: User.parse_login_id(intake.login_id) for intake in intakes}
     users = _authors(session, {parsed[0] for parsed in logins.values() if parsed is not None})
     codes = codes_with_versions(session, {intake.slug for intake in intakes})
@@ -446,6 +473,8 @@ def store_comment_rows(session: Session, batch: list[PlannedComment]) -> list[tu
         IntegrityError: when another process stored one of the keys meanwhile; the caller's retry (as
             `in_transaction` does) finds it stored and answers with its receipt.
     """
+    if not batch:
+        return []
     stored = _stored_with_keys(session, batch)
     users = _authors(session, {p.author_id for p in batch})
     # With their versions, which carrying comments forward reads; none of the texts, which nothing here reads.
@@ -547,8 +576,10 @@ def _comment_row(plan: PlannedComment, author: User) -> dict[str, Any]:
 def _changed_since_planned(
     session: Session, plan: PlannedComment, author: User | None, version: Version | None
 ) -> DomainError | None:
-    """What changed between the check in the request and the write (seconds at most) that refuses the plan:
-    the account or version gone, the author's right to comment taken away, the parent withdrawn."""
+    """What changed between the check and the write that refuses the plan: the account or version gone, the
+    author's right to comment taken away, the parent withdrawn. A plan checked by `plan_intakes` was checked
+    in the same transaction and passes; one checked elsewhere (`prepare_comment` in a test or a script,
+    before a batch of the intake writer) may have waited."""
     if author is None or version is None:
         return NotFound()
     if not can(author, Action.COMMENT, version):

@@ -17,6 +17,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -76,15 +77,21 @@ def submit(slug: str, number: int, submission: service.Submission) -> service.Re
 
 
 def submit_with(
-    slug: str, number: int, submission: service.Submission, describe: Callable[[Session, service.Receipt], T]
+    slug: str,
+    number: int,
+    submission: service.Submission,
+    describe: Callable[[Session, service.Receipt], T],
+    *,
+    received_at: dt.datetime | None = None,
 ) -> tuple[service.Receipt, T]:
     """`submit`, and `describe(session, receipt)` inside the transaction that stores the comment: an answer
     built from the rows just written, instead of reading them all again after the commit.
 
-    The request reads nothing from the database. The process's intake writer checks the submission together
-    with the others that arrive meanwhile (loading their authors and codes once), stores them in one
-    transaction (group commit), and the receipt or the refusal comes back once that transaction has
-    committed. Timeliness is judged by the time the request arrived, not the time of the write.
+    The submission itself is checked in the process's intake writer, together with the others that arrive
+    meanwhile (their authors and codes loaded once for the batch), and stored with them in one transaction
+    (group commit); the receipt or the refusal comes back once that transaction has committed. So this
+    request needs nothing from the database on the way. Timeliness is judged by `received_at`, the time the
+    request arrived (default now), not the time of the write.
 
     Raises:
         Unauthorized: when no one is signed in, or the session has ended (a changed password).
@@ -94,26 +101,18 @@ def submit_with(
     login_id = signed_in_login_id()
     if login_id is None:
         raise Unauthorized(service.LOG_IN_TO_COMMENT)
-    intake = service.Intake(login_id, slug, number, submission, utcnow())
-    handed_over = False
+    intake = service.Intake(login_id, slug, number, submission, received_at or utcnow())
+    taken = False
     try:
         with intake_slot():
-            # A page's request may have read its user already: the writer should not wait for its connection.
+            # A page's request may have read its user: the writer must not wait for that connection.
             release_connection(db.session())
-            handed_over = True
+            taken = True
             return writer_for(current_app._get_current_object()).store(intake, describe)  # type: ignore[attr-defined]
     except Unavailable:
-        if handed_over:
-            # Taken but not confirmed in time: the comment may still be stored. Its retry must be judged by
-            # this first sight, not by when the retry comes (after the deadline, it would be refused as
-            # late while the first attempt is stored anyway).
-            in_transaction(lambda s: service.note_attempt(s, _actor(s), submission.idempotency_key, intake.received_at))
-        else:
-            in_transaction(
-                lambda s: service.note_refused_attempt(
-                    s, _actor(s), drafting.get_code(s, current_user, slug), submission.idempotency_key
-                )
-            )
+        # Not confirmed in time, or not taken at all: a retry after the deadline must be judged by this
+        # first sight (a taken comment may still be stored while its retry would be refused as late).
+        in_transaction(lambda s: service.note_unconfirmed(s, intake, taken=taken))
         raise
 
 
@@ -121,10 +120,17 @@ def signed_in_login_id() -> str | None:
     """The signed-in person's login id (`User.get_id`), taken from the session without loading the account:
     the intake writer checks it, with the other authors of its batch. A session that Flask-Login restores
     from the remember-me cookie holds no id until it has loaded the user, which it then does here."""
+    # Equivalent to Flask-Login's own loading under session protection "basic" (set in app/__init__.py),
+    # which only marks a session from a new address as not fresh; "strong" would clear such a session.
     login_id = browser_session.get("_user_id")
     if login_id is None and current_user.is_authenticated:
         login_id = current_user.get_id()
-    return login_id if isinstance(login_id, str) else None
+    if not isinstance(login_id, str):
+        return None
+    login = User.parse_login_id(login_id)
+    if login is not None:
+        g.signed_in_user_id = login[0]  # for the access log, which never loads the user itself
+    return login_id
 
 
 class _RenderedOnceSelect(Select):

@@ -74,7 +74,7 @@ class IntakeWriter:
 
     @property
     def waiting(self) -> int:
-        """Plans queued and not yet taken into a batch."""
+        """Submissions queued and not yet taken into a batch."""
         return self._jobs.qsize()
 
     def store(

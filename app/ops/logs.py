@@ -245,7 +245,7 @@ def init_app(app: Flask) -> None:
                     "route": request.url_rule.rule if request.url_rule else None,
                     "status": response.status_code,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "user_id": getattr(user, "id", None),
+                    "user_id": getattr(user, "id", None) or g.get("signed_in_user_id"),
                     "remote_addr": request.remote_addr,
                 },
             )

@@ -172,12 +172,14 @@ def held_writer(app, holder: service.PlannedComment) -> Iterator[dict]:
 def store_in_thread(app, plan, outcomes: dict, describe=lambda session, receipt: None) -> threading.Thread:
     """Store `plan` through the app's writer in a thread; its receipt, or what it raised, goes in `outcomes`."""
 
+    key = plan.submission.idempotency_key if isinstance(plan, service.Intake) else plan.idempotency_key
+
     def store() -> None:
         with app.app_context():
             try:
-                outcomes[plan.idempotency_key] = writer_for(app).store(plan, describe)[0]
+                outcomes[key] = writer_for(app).store(plan, describe)[0]
             except Exception as error:  # collected and asserted by the caller
-                outcomes[plan.idempotency_key] = error
+                outcomes[key] = error
 
     thread = threading.Thread(target=store)
     thread.start()
@@ -365,3 +367,134 @@ def test_sqlite_syncs_every_commit_to_disk(session):
         pytest.skip("a SQLite setting; PostgreSQL syncs commits by default (synchronous_commit=on)")
     assert session.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
     assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def intake_of(user: User, key: str, *, slug: str = "test-code", number: int = 1, login_id: str | None = None,
+              received_at: dt.datetime | None = None) -> service.Intake:  # fmt: skip
+    return service.Intake(
+        login_id if login_id is not None else user.get_id(),
+        slug,
+        number,
+        service.Submission("c-2", "A comment.", key),
+        received_at or dt.datetime.now(dt.UTC),
+    )
+
+
+def test_the_writer_checks_who_sent_each_submission_of_a_batch_and_where_it_goes(session, make_user, open_code, group):
+    """The request reads nothing; every check it used to make happens at the write, one answer per submission."""
+    author, observer, erased, stale = make_user(), make_user(Role.OBSERVER, group), make_user(), make_user()
+    stale_login = stale.get_id()
+    stale.session_generation += 1  # a password change: every older session has ended
+    erased.deleted_at = dt.datetime.now(dt.UTC)
+    session.commit()
+
+    results = service.plan_intakes(
+        session,
+        [
+            intake_of(author, "check-key-01"),
+            intake_of(author, "check-key-02", slug="no-such-code"),
+            intake_of(author, "check-key-03", number=2),  # not published: stakeholders cannot see it
+            intake_of(author, "check-key-04", number=7),
+            intake_of(observer, "check-key-05"),
+            intake_of(stale, "check-key-06", login_id=stale_login),
+            intake_of(erased, "check-key-07"),
+            intake_of(author, "check-key-08", login_id="not-a-login-id"),
+        ],
+    )
+
+    planned, *refused = results
+    assert isinstance(planned, service.PlannedComment)
+    assert (planned.author_id, planned.version_id) == (author.id, open_code.versions[0].id)
+    assert [type(r).__name__ for r in refused] == [
+        "NotFound", "NotFound", "NotFound", "Forbidden", "Unauthorized", "Unauthorized", "Unauthorized",
+    ]  # fmt: skip
+    assert session.scalar(select(func.count()).select_from(Comment)) == 0
+
+
+def test_timeliness_is_judged_by_when_the_submission_arrived_not_when_it_is_written(session, make_user, open_code):
+    author = make_user()
+    closed_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    open_code.consultation_closes_at = closed_at
+    session.commit()
+
+    in_time, late = service.plan_intakes(
+        session,
+        [
+            intake_of(author, "arrival-key-1", received_at=closed_at - dt.timedelta(milliseconds=5)),
+            intake_of(author, "arrival-key-2", received_at=closed_at + dt.timedelta(milliseconds=5)),
+        ],
+    )
+
+    assert isinstance(in_time, service.PlannedComment)
+    assert in_time.received_at == closed_at - dt.timedelta(milliseconds=5)
+    assert isinstance(late, Forbidden)
+
+
+def test_a_batch_mixing_checked_plans_refusals_and_replays_answers_each_in_order(app, session, make_user, open_code):
+    author, other = make_user(), make_user()
+    version = open_code.versions[0]
+    stored = service.submit_comment(session, author, version, service.Submission("c-2", "A comment.", "mixed-key-01"))
+    session.commit()
+    outcomes: dict[str, Any] = {}
+    jobs = [
+        intake_of(author, "mixed-key-01"),  # a retry of a stored comment
+        intake_of(author, "mixed-key-02", slug="no-such-code"),
+        plan_for(session, other, version, "mixed-key-03"),  # checked elsewhere, stored as it is
+        intake_of(other, "mixed-key-04"),
+    ]
+    session.commit()
+
+    with held_writer(app, plan_for(session, other, version, "mixed-key-00")):
+        threads = [store_in_thread(app, job, outcomes) for job in jobs]
+        writer = writer_for(app)
+        while writer.waiting < len(jobs):
+            threading.Event().wait(0.01)
+    for thread in threads:
+        thread.join(30)
+
+    replay, missing, checked_elsewhere, fresh = (outcomes[key] for key in (
+        "mixed-key-01", "mixed-key-02", "mixed-key-03", "mixed-key-04"))  # fmt: skip
+    assert replay == dataclasses.replace(stored, replayed=True)
+    assert type(missing).__name__ == "NotFound"
+    assert isinstance(checked_elsewhere, service.Receipt)
+    assert not checked_elsewhere.replayed
+    assert isinstance(fresh, service.Receipt)
+    assert not fresh.replayed
+    keys = set(session.scalars(select(Comment.idempotency_key)))
+    assert keys == {"mixed-key-00", "mixed-key-01", "mixed-key-03", "mixed-key-04"}
+
+
+def test_a_session_ended_by_a_password_change_cannot_comment_through_the_api(
+    client, session, make_user, login, open_code
+):
+    author = make_user()
+    login(author)
+    author.session_generation += 1
+    session.commit()
+
+    response = post(client, "ended-key-01")
+
+    assert response.status_code == 401
+    assert "Log in to comment" in response.get_json()["message"]
+    assert session.scalar(select(func.count()).select_from(Comment)) == 0
+
+
+def test_a_submission_from_an_ended_session_not_confirmed_in_time_answers_503_and_notes_nothing(
+    app, client, session, make_user, login, open_code, monkeypatch
+):
+    monkeypatch.setattr(writer_module, "WAIT_SECONDS", 0.5)
+    author = make_user()
+    login(author)
+    author.session_generation += 1
+    session.commit()
+
+    with held_writer(app, plan_for(session, make_user(), open_code.versions[0], "holder-key-5")):
+        response = post(client, key="ended-key-02")
+    # Queued behind the timed-out submission: once this is stored, the writer has answered that one too.
+    writer_for(app).store(plan_for(session, make_user(), open_code.versions[0], "after-key-01"), lambda s, r: None)
+    session.commit()
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert session.scalar(select(func.count()).select_from(IntakeAttempt)) == 0
+    assert session.scalar(select(Comment.id).where(Comment.idempotency_key == "ended-key-02")) is None
