@@ -141,9 +141,11 @@ def register_cli(app: Flask) -> None:
             click.echo(
                 "Note: SEARCH_INDEXER_THREAD is on, so server processes index too; set it to 0 for them.", err=True
             )
+        from app.ops.search_process import parent_gone
+
         click.echo("Indexing changes as they are queued (Ctrl+C to stop).")
         with contextlib.suppress(KeyboardInterrupt):
-            indexer.work(app)
+            indexer.work(app, stop=parent_gone)
 
     @app.cli.command("serve")
     @click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"))

@@ -149,6 +149,9 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SEARCH_INDEX_DIR": _env("SEARCH_INDEX_DIR", str(INSTANCE / "search-index")),
         "SEARCH_BACKEND": read.choice("SEARCH_BACKEND", ("auto", "whoosh", "postgresql"), "auto"),
         "SEARCH_INDEXER_THREAD": read.flag("SEARCH_INDEXER_THREAD", True),
+        # Under gunicorn (deploy/gunicorn.conf.py): one `flask search worker` beside the server, which then
+        # leaves indexing to it.
+        "SEARCH_WORKER_PROCESS": read.flag("SEARCH_WORKER_PROCESS", True),
         # The 2 MB limit on Markdown is checked on the decoded text; URL-encoding can make one character
         # up to 6 bytes on the wire, so the request caps leave room for that.
         "MAX_CONTENT_LENGTH": 6 * 2 * 1024 * 1024 + 64 * 1024,

@@ -23,6 +23,7 @@ chdir = str(ROOT)
 
 from app.config import ConfigError, load_config  # noqa: E402
 from app.ops.logs import JsonFormatter, RequestIdFilter  # noqa: E402
+from app.ops.search_process import SearchWorkerProcess  # noqa: E402
 
 # Check the settings in the master, before any worker starts: a wrong setting is one line and exit status 2,
 # not a worker that fails, is restarted and fails again.
@@ -75,3 +76,20 @@ if settings["LOG_FORMAT"] == "json":
     logger_class = JsonLogger
 
 logging.captureWarnings(True)
+
+# Indexing for search in a process of its own (app/ops/search_process.py says why), started by this master
+# before it forks the server, which then leaves indexing to it.
+search_worker: SearchWorkerProcess | None = None
+
+
+def on_starting(server: Any) -> None:
+    global search_worker
+    if settings["SEARCH_WORKER_PROCESS"] and settings["SEARCH_INDEXER_THREAD"]:
+        os.environ["SEARCH_INDEXER_THREAD"] = "0"  # read by the worker's app, created after the fork
+        search_worker = SearchWorkerProcess(ROOT, server.log)
+        search_worker.start()
+
+
+def on_exit(server: Any) -> None:
+    if search_worker is not None:
+        search_worker.stop()

@@ -72,10 +72,23 @@ class LiveServer:
         """The process that serves: gunicorn's one worker (its master only watches it), or `flask serve`."""
         if not self.gunicorn:
             return self.pid
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        children = [pid for pid in self._children() if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         if len(children) != 1:
             raise RuntimeError(f"gunicorn should have one worker, found {children}")
-        return int(children[0])
+        return children[0]
+
+    @property
+    def search_worker_pid(self) -> int | None:
+        """The `flask search worker` that gunicorn's master starts beside its worker (app/ops/search_process.py)."""
+        if not self.gunicorn:
+            return None
+        found = [pid for pid in self._children() if b"search\x00worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        return found[0] if found else None
+
+    def _children(self) -> list[int]:
+        # Each thread's own: the master's watcher thread starts the search worker again.
+        tasks = Path(f"/proc/{self.pid}/task").glob("*/children")
+        return sorted(int(pid) for task in tasks for pid in task.read_text().split())
 
     def start(self, timeout: float = 20.0) -> None:
         pin = ["taskset", "-c", str(self.core)] if self.core is not None else []
