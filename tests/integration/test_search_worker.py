@@ -33,6 +33,19 @@ def _search(base: str, word: str) -> int:
     return answer.text.count('<li class="hit ')
 
 
+def _post_public_comment(base: str, browser: requests.Session) -> str:
+    """Post a public comment holding a word of its own, through the API; return the word."""
+    word = f"zq{uuid.uuid4().hex[:10]}"
+    posted = browser.post(
+        f"{base}/api/v1/codes/gpai-code/versions/2/comments",
+        json={"clause": "objectives", "body": f"Public remark {word}."},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+        timeout=10,
+    )
+    assert posted.status_code == 201, posted.text
+    return word
+
+
 def test_a_comment_is_searchable_through_the_worker_process_and_the_server_indexes_nothing():
     with tempfile.TemporaryDirectory(prefix="accord-worker-") as folder:
         tmp = Path(folder)
@@ -44,15 +57,7 @@ def test_a_comment_is_searchable_through_the_worker_process_and_the_server_index
         )
         prepare_database(env)
         with live_server(env, tmp / "server.log") as server:
-            word = f"zq{uuid.uuid4().hex[:10]}"
-            browser = login(server.url, "stakeholder@accord.example")
-            posted = browser.post(
-                f"{server.url}/api/v1/codes/gpai-code/versions/2/comments",
-                json={"clause": "objectives", "body": f"Public remark {word}."},
-                headers={"Idempotency-Key": uuid.uuid4().hex},
-                timeout=10,
-            )
-            assert posted.status_code == 201, posted.text
+            word = _post_public_comment(server.url, login(server.url, "stakeholder@accord.example"))
             time.sleep(1.5)
             # The server does not index by itself when told not to.
             assert _search(server.url, word) == 0
@@ -102,14 +107,7 @@ def test_gunicorn_runs_one_search_worker_beside_the_server_restarts_it_and_takes
             browser = login(server.url, "stakeholder@accord.example")
 
             def searchable_comment() -> Callable[[], bool]:
-                word = f"zq{uuid.uuid4().hex[:10]}"
-                posted = browser.post(
-                    f"{server.url}/api/v1/codes/gpai-code/versions/2/comments",
-                    json={"clause": "objectives", "body": f"Public remark {word}."},
-                    headers={"Idempotency-Key": uuid.uuid4().hex},
-                    timeout=10,
-                )
-                assert posted.status_code == 201, posted.text
+                word = _post_public_comment(server.url, browser)
                 return lambda: _search(server.url, word) == 1
 
             _wait_for(searchable_comment(), 30, "the search worker never indexed the comment")
