@@ -141,8 +141,9 @@ def register_cli(app: Flask) -> None:
             click.echo(
                 "Note: SEARCH_INDEXER_THREAD is on, so server processes index too; set it to 0 for them.", err=True
             )
-        from app.ops.search_process import parent_gone
+        from app.ops.search_process import as_background_worker, parent_gone
 
+        as_background_worker()
         click.echo("Indexing changes as they are queued (Ctrl+C to stop).")
         with contextlib.suppress(KeyboardInterrupt):
             indexer.work(app, stop=parent_gone)

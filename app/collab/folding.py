@@ -15,6 +15,7 @@ the error.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import subprocess
 import sys
@@ -34,6 +35,8 @@ ANSWER_SECONDS = 60.0
 # After a failure the server folds itself for this long before it starts a child again: a child that fails
 # at every start would otherwise cost a start-up (about 0.8 s of imports) on top of every fold.
 RETRY_SECONDS = 60.0
+# The child's niceness (0 is normal, 19 the lowest priority): see the end of this module.
+BACKGROUND_NICENESS = 10
 
 
 class Folder:
@@ -117,9 +120,13 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
         try:
             snapshot, text = engine.fold(state, updates, with_text=with_text)
         except Exception as error:  # the server folds it itself, and logs why
-            _write_blobs(answers, 0, [b"", repr(error).encode()])
+            flag, blobs = 0, [b"", repr(error).encode()]
         else:
-            _write_blobs(answers, 1, [snapshot, text.encode("utf-8")])
+            flag, blobs = 1, [snapshot, text.encode("utf-8")]
+        try:
+            _write_blobs(answers, flag, blobs)
+        except BrokenPipeError:  # the server stopped while this was folding: nobody is waiting for it
+            return
 
 
 def _write_request(stream: BinaryIO, state: bytes, updates: list[bytes], with_text: bool) -> None:
@@ -157,4 +164,7 @@ def _exactly(stream: BinaryIO, size: int) -> bytes:
 
 
 if __name__ == "__main__":
+    # Compaction can wait; the editors' frames cannot. When the child shares a core with its server (a
+    # one-core machine, or a busy one), the kernel then gives the server the core first.
+    os.nice(BACKGROUND_NICENESS)
     serve(sys.stdin.buffer, sys.stdout.buffer)

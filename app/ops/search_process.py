@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # server ended (a SIGKILL leaves no chance to stop it).
 PARENT_PID_VARIABLE = "ACCORD_SEARCH_WORKER_PARENT"
 RESTART_SECONDS = 2.0
+# 0 is normal, 19 the lowest priority; on an idle second core it makes no difference.
+BACKGROUND_NICENESS = 10
 STOP_SECONDS = 10.0
 
 
@@ -77,6 +79,13 @@ class SearchWorkerProcess:
             if self._stopping.wait(RESTART_SECONDS):
                 return
             self._spawn()
+
+
+def as_background_worker() -> None:
+    """For the worker, when a server started it: give way to the server on a shared core. Indexing can
+    wait a little; the answers to comments and the editors' frames cannot."""
+    if os.environ.get(PARENT_PID_VARIABLE) is not None:
+        os.nice(BACKGROUND_NICENESS)
 
 
 def parent_gone() -> bool:

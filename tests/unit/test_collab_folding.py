@@ -4,6 +4,7 @@ child is gone or cannot fold."""
 from __future__ import annotations
 
 import io
+import os
 import sys
 
 from app.collab import engine, folding
@@ -90,3 +91,28 @@ def test_a_child_that_never_answers_is_killed_and_left_alone_for_a_while(monkeyp
         assert (folder.in_child, folder.in_process) == (0, 2)
     finally:
         folder.close()
+
+
+def test_the_child_gives_way_to_its_server_on_a_shared_core():
+    folder = folding.Folder()
+    log, _ = _history(2)
+    try:
+        folder.fold(INITIAL, log, with_text=False)
+        assert folder._child is not None
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + folding.BACKGROUND_NICENESS)
+        assert os.getpriority(os.PRIO_PROCESS, folder._child.pid) == expected
+    finally:
+        folder.close()
+
+
+def test_a_child_whose_server_has_gone_stops_quietly():
+    class Gone(io.BytesIO):
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            raise BrokenPipeError(32, "Broken pipe")
+
+    requests = io.BytesIO()
+    log, _ = _history(3)
+    folding._write_request(requests, INITIAL, log, True)
+    requests.seek(0)
+
+    folding.serve(requests, Gone())  # returns instead of raising
