@@ -6,7 +6,9 @@ import contextlib
 import gc
 import getpass
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -144,9 +146,13 @@ def register_cli(app: Flask) -> None:
         from app.ops.search_process import as_background_worker, parent_gone
 
         as_background_worker()
+        # SIGTERM (systemd, the server that started it) stops it after the batch in hand, as Ctrl+C does; a
+        # process started in the background by a shell ignores SIGINT, so Ctrl+C alone would not do.
+        stopping = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
         click.echo("Indexing changes as they are queued (Ctrl+C to stop).")
         with contextlib.suppress(KeyboardInterrupt):
-            indexer.work(app, stop=parent_gone)
+            indexer.work(app, stop=lambda: stopping.is_set() or parent_gone())
 
     @app.cli.command("serve")
     @click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"))

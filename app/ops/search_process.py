@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -53,7 +52,7 @@ class SearchWorkerProcess:
         process = self._process
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGINT)  # the command's own clean stop: the batch in hand is finished
+        process.terminate()  # the command's own clean stop: the batch in hand is finished
         try:
             process.wait(STOP_SECONDS)
         except subprocess.TimeoutExpired:

@@ -138,3 +138,37 @@ def test_the_search_worker_stops_with_the_server():
         worker = server.search_worker_pid
         assert worker is not None
     _wait_for(lambda: not _alive(worker), 15, "the search worker outlived a server stopped cleanly")
+
+
+def test_the_search_worker_stops_on_sigterm_even_where_sigint_is_ignored():
+    """A shell's background job ignores SIGINT, and so does every process it starts: `make run &` included."""
+    with tempfile.TemporaryDirectory(prefix="accord-worker-term-") as folder:
+        tmp = Path(folder)
+        env = server_env(
+            f"sqlite:///{tmp}/accord.sqlite3", SEARCH_INDEX_DIR=str(tmp / "index"), SEARCH_INDEXER_THREAD="0"
+        )
+        prepare_database(env)
+        # `trap '' INT` ignores SIGINT as a background job's shell does; exec keeps that for the worker.
+        ignoring_sigint = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
+        worker = subprocess.Popen(
+            [*ignoring_sigint, *FLASK, "search", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert worker.stdout is not None
+        try:
+            assert b"Indexing changes" in worker.stdout.readline()
+            worker.send_signal(signal.SIGINT)
+            time.sleep(1)
+            assert worker.poll() is None  # ignored, as in a background job
+
+            worker.terminate()
+
+            assert worker.wait(10) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(10)
+            worker.stdout.close()
