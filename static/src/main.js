@@ -39,6 +39,7 @@ function setUpSessionTimeout(dialog) {
   let dismissed = null; // the message the person closed ("absolute", "ended"): not shown again
   let askedAt = 0;
   let asking = false;
+  let answers = 0; // answers taken in, on the dialog as data-answers: tests wait on it, nothing else reads it
   let returnFocus = null;
   let shownState = null;
 
@@ -76,6 +77,8 @@ function setUpSessionTimeout(dialog) {
     } finally {
       askedAt = Date.now();
       asking = false;
+      answers += 1;
+      dialog.dataset.answers = String(answers);
     }
     render();
   }
