@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -13,7 +12,6 @@ from app.accounts.models import User
 from app.api.openapi import openapi_document
 from app.audit.service import publication_log, verify_publication_log
 from app.comments import service as comments
-from app.comments.intake import intake_slot
 from app.comments.models import Comment
 from app.comments.views import signed_in_login_id, submit_with
 from app.consensus import service as consensus
@@ -21,7 +19,7 @@ from app.consensus.models import Position
 from app.db import db, in_transaction, utcnow
 from app.drafting import service
 from app.drafting.models import Code, Version
-from app.errors import Unauthorized, Unavailable, ValidationFailed
+from app.errors import Unauthorized, ValidationFailed
 from app.errors import lazy_gettext as _l
 
 bp = Blueprint("api", __name__)
@@ -168,31 +166,8 @@ def _versioned(slug: str, number: int) -> Version:
 
 @bp.post("/api/v1/codes/<slug>/versions/<int:number>/comments")
 def submit_comment(slug: str, number: int) -> tuple[Response, int]:
-    # Its arrival decides whether it is on time, even if it then waits for an intake slot.
-    received_at = utcnow()
-    # The intake slot comes first: under overload a request without one is answered 503 at once.
-    try:
-        with intake_slot():
-            return _submit_comment(slug, number, received_at)
-    except Unavailable:
-        _remember_refused(slug, number, received_at)
-        raise
-
-
-def _remember_refused(slug: str, number: int, received_at: dt.datetime) -> None:
-    """Near the deadline, note when a refused submission was first seen, so its retry counts as on time."""
-    payload = request.get_json(silent=True)
-    key = request.headers.get("Idempotency-Key") or (
-        payload.get("idempotency_key") if isinstance(payload, dict) else ""
-    )
-    login_id = signed_in_login_id()
-    if login_id is None or not isinstance(key, str) or not key:
-        return
-    intake = comments.Intake(login_id, slug, number, comments.Submission("", "", key), received_at)
-    in_transaction(lambda s: comments.note_unconfirmed(s, intake, taken=False))
-
-
-def _submit_comment(slug: str, number: int, received_at: dt.datetime) -> tuple[Response, int]:
+    # Nothing here reads the database: `submit_with` takes the intake slot (503 under overload, with the
+    # attempt noted) and leaves every check that needs a row to the intake writer.
     if signed_in_login_id() is None:
         raise Unauthorized(comments.LOG_IN_TO_COMMENT)
     # Requiring JSON keeps cross-site forms out: a browser cannot send it cross-origin without CORS consent.
@@ -223,7 +198,6 @@ def _submit_comment(slug: str, number: int, received_at: dt.datetime) -> tuple[R
         number,
         submission,
         lambda session, receipt: _comment_json(session.get_one(Comment, receipt.comment_id)),
-        received_at=received_at,
     )
     return jsonify({"receipt": receipt.as_json(), "comment": comment_json}), 200 if receipt.replayed else 201
 

@@ -81,8 +81,6 @@ def submit_with(
     number: int,
     submission: service.Submission,
     describe: Callable[[Session, service.Receipt], T],
-    *,
-    received_at: dt.datetime | None = None,
 ) -> tuple[service.Receipt, T]:
     """`submit`, and `describe(session, receipt)` inside the transaction that stores the comment: an answer
     built from the rows just written, instead of reading them all again after the commit.
@@ -90,8 +88,8 @@ def submit_with(
     The submission itself is checked in the process's intake writer, together with the others that arrive
     meanwhile (their authors and codes loaded once for the batch), and stored with them in one transaction
     (group commit); the receipt or the refusal comes back once that transaction has committed. So this
-    request needs nothing from the database on the way. Timeliness is judged by `received_at`, the time the
-    request arrived (default now), not the time of the write.
+    request needs nothing from the database on the way. Timeliness is judged by the time the request arrived
+    here, before any wait for an intake slot, not by the time of the write.
 
     Raises:
         Unauthorized: when no one is signed in, or the session has ended (a changed password).
@@ -101,7 +99,7 @@ def submit_with(
     login_id = signed_in_login_id()
     if login_id is None:
         raise Unauthorized(service.LOG_IN_TO_COMMENT)
-    intake = service.Intake(login_id, slug, number, submission, received_at or utcnow())
+    intake = service.Intake(login_id, slug, number, submission, utcnow())
     taken = False
     try:
         with intake_slot():
